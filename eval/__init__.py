@@ -1,0 +1,1 @@
+"""Evaluation metrics and reports for reconstructions and retrieval. Builds on :mod:`ttdnet`."""

@@ -1,0 +1,1 @@
+"""Training stages (encoder pretraining, retrieval, SDXL bridge). Builds on :mod:`ttdnet`."""

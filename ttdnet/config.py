@@ -1,0 +1,239 @@
+"""Typed command configuration: one dataclass per command, YAML presets, command-line overrides.
+
+Resolution order, last wins: the dataclass defaults, then the YAML file given with ``--config``,
+then flags on the command line (the TRL ``TrlParser`` semantics). Parsing is done by
+:class:`transformers.HfArgumentParser`; this module adds what it lacks:
+
+* ``--config FILE.yaml`` with unknown keys rejected by name (with a close-match suggestion);
+* a ``--no_<flag>`` / ``--no-<flag>`` complement for every boolean, whatever its default;
+* type and choice checks on values that came from YAML (argparse checks only command-line strings);
+* :func:`save_config`, which writes the resolved config next to an output.
+"""
+
+import argparse
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from transformers import HfArgumentParser
+
+from ttdnet import __version__
+from ttdnet.errors import TtdnetError
+from ttdnet.io import atomic_write_yaml
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+class ConfigError(TtdnetError, ValueError):
+    """A configuration file or value is invalid. The message names the key, the value and the fix."""
+
+
+def _strip_optional(annotation: Any) -> tuple[Any, bool]:
+    """Return ``(inner_type, allows_none)`` for ``X | None`` annotations, else ``(annotation, False)``."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return annotation, False
+
+
+def _check_value(name: str, value: Any, annotation: Any, source: str) -> Any:
+    """Validate ``value`` against a field annotation; return it converted where lossless (int -> float)."""
+    inner, allows_none = _strip_optional(annotation)
+    if value is None:
+        if allows_none:
+            return None
+        raise ConfigError(f"{source}: '{name}' must not be null (expected {inner})")
+    origin = typing.get_origin(inner)
+    if origin is Literal:
+        choices = typing.get_args(inner)
+        if value not in choices:
+            raise ConfigError(f"{source}: '{name}' is {value!r}; expected one of {list(choices)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{source}: '{name}' must be a list, got {value!r}")
+        (item_type,) = typing.get_args(inner) or (Any,)
+        return [_check_value(f"{name}[{i}]", item, item_type, source) for i, item in enumerate(value)]
+    if inner is Any:
+        return value
+    if inner is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: '{name}' must be true or false, got {value!r}")
+        return value
+    if inner is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{source}: '{name}' must be a number, got {value!r}")
+        return float(value)
+    if inner is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: '{name}' must be an integer, got {value!r}")
+        return value
+    if inner is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: '{name}' must be a string, got {value!r} (quote it in YAML)")
+        return value
+    return value
+
+
+def load_yaml_overrides(config_class: type, path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML preset for ``config_class`` and check every key and value.
+
+    Parameters
+    ----------
+    config_class : dataclass type
+        The command's config dataclass.
+    path : path-like
+        YAML file holding a mapping of field names to values.
+
+    Returns
+    -------
+    dict
+        Field name to checked value.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or not a mapping, a key is not a field of ``config_class``, or a value
+        has the wrong type.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"config file {path} must hold a mapping of option names to values, got {type(loaded).__name__}"
+        )
+    hints = typing.get_type_hints(config_class)
+    fields = {field.name for field in dataclasses.fields(config_class) if field.init}
+    checked = {}
+    for key, value in loaded.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), sorted(fields), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"config file {path}: unknown key '{key}' for {config_class.__name__}.{hint} "
+                f"Valid keys: {', '.join(sorted(fields))}"
+            )
+        checked[key] = _check_value(key, value, hints[key], f"config file {path}")
+    return checked
+
+
+class ConfigParser(HfArgumentParser):
+    """An :class:`~transformers.HfArgumentParser` for one config dataclass, with ``--config`` YAML presets.
+
+    Parameters
+    ----------
+    config_class : dataclass type
+        Every ``init`` field becomes ``--field_name`` (also ``--field-name``); booleans also get
+        ``--no_field_name``. The field's ``metadata["help"]`` is its help text.
+    **kwargs
+        Passed to :class:`argparse.ArgumentParser` (``prog``, ``description``, ...).
+    """
+
+    def __init__(self, config_class: type, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("allow_abbrev", False)  # a typo must not silently match a longer flag
+        super().__init__(config_class, **kwargs)
+        self.config_class = config_class
+        self.add_argument(
+            "--config",
+            metavar="FILE.yaml",
+            default=None,
+            help="YAML file of option values (see configs/); flags given on the command line override it",
+        )
+        hints = typing.get_type_hints(config_class)
+        actions = {option: action for action in self._actions for option in action.option_strings}
+        for field in dataclasses.fields(config_class):
+            if not field.init or _strip_optional(hints[field.name])[0] is not bool:
+                continue
+            flag = actions[f"--{field.name}"]
+            flag.metavar = "true|false"
+            flag.help = f"{flag.help or ''} (--no_{field.name} sets it to false)".strip()
+            if f"--no_{field.name}" not in actions:
+                self.add_argument(
+                    f"--no_{field.name}",
+                    f"--no-{field.name.replace('_', '-')}",
+                    action="store_false",
+                    dest=field.name,
+                    help=argparse.SUPPRESS,
+                )
+            else:
+                actions[f"--no_{field.name}"].help = argparse.SUPPRESS
+
+    def parse_config(self, argv: list[str] | None = None) -> tuple[Any, argparse.Namespace]:
+        """Resolve defaults, ``--config`` and command-line flags into a config instance.
+
+        Parameters
+        ----------
+        argv : list of str, optional
+            Arguments after the subcommand name; ``sys.argv[1:]`` when None.
+
+        Returns
+        -------
+        config : instance of ``config_class``
+        namespace : argparse.Namespace
+            Every parsed value, including arguments that are not config fields (positionals a
+            command adds).
+        """
+        pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+        pre.add_argument("--config", default=None)
+        known, _ = pre.parse_known_args(argv)
+        if known.config is not None:
+            overrides = load_yaml_overrides(self.config_class, known.config)
+            self.set_defaults(**overrides)
+            for action in self._actions:
+                if action.dest in overrides:
+                    action.required = False
+        namespace = self.parse_args(argv)
+        hints = typing.get_type_hints(self.config_class)
+        values = {}
+        for field in dataclasses.fields(self.config_class):
+            if field.init:
+                values[field.name] = _check_value(
+                    field.name, getattr(namespace, field.name), hints[field.name], "option"
+                )
+        return self.config_class(**values), namespace
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain-data dict of a config dataclass (paths as strings), ready for YAML, JSON or trackers."""
+    return {
+        key: (str(value) if isinstance(value, os.PathLike) else value)
+        for key, value in dataclasses.asdict(config).items()
+    }
+
+
+def save_config(config: Any, path: str | os.PathLike, command: str) -> Path:
+    """Write the resolved config atomically as YAML that ``--config`` accepts back.
+
+    Parameters
+    ----------
+    config : dataclass instance
+    path : path-like
+        Destination file, e.g. ``output_dir / "config.yaml"``.
+    command : str
+        Subcommand name, recorded in the header comment.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    header = f"# Resolved configuration of `ttdnet {command}` (ttdnet {__version__}).\n"
+    header += f"# Re-run with: ttdnet {command} --config {Path(path).name}\n"
+    atomic_write_yaml(path, config_to_dict(config), header=header)
+    return Path(path)
