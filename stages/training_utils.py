@@ -1,0 +1,174 @@
+"""Pieces every ``accelerate`` training stage shares: checkpoints, resume, trackers, metric CSVs, step seeding.
+
+Checkpoints follow the diffusers examples: ``output_dir/checkpoint-{global_step}`` written by
+``accelerator.save_state`` and rotated by ``checkpoints_total_limit``; ``--resume_from_checkpoint latest``
+picks the highest step. Unlike the examples, a checkpoint is first written to a hidden temporary folder and
+renamed into place, so an interrupted save never leaves a ``checkpoint-*`` folder that ``latest`` would pick.
+"""
+
+import csv
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ttdnet.errors import TtdnetError
+
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """``(global_step, path)`` of every complete checkpoint folder in ``output_dir``, sorted by step."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        match = CHECKPOINT_PATTERN.match(entry.name)
+        if match and entry.is_dir():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def resolve_checkpoint(output_dir: str | os.PathLike, resume_from_checkpoint: str | None) -> tuple[int, Path] | None:
+    """The checkpoint to resume from, or None to start fresh.
+
+    Parameters
+    ----------
+    output_dir : path-like
+    resume_from_checkpoint : str or None
+        None, ``"latest"`` (None when there is no checkpoint yet), a ``checkpoint-N`` folder name in
+        ``output_dir``, or a path to such a folder.
+
+    Raises
+    ------
+    TtdnetError
+        A named checkpoint that does not exist.
+    """
+    if resume_from_checkpoint is None:
+        return None
+    if resume_from_checkpoint == "latest":
+        checkpoints = list_checkpoints(output_dir)
+        return checkpoints[-1] if checkpoints else None
+    path = Path(resume_from_checkpoint)
+    if not path.is_absolute() and not path.exists():
+        path = Path(output_dir) / resume_from_checkpoint
+    match = CHECKPOINT_PATTERN.match(path.name)
+    if not match or not path.is_dir():
+        available = ", ".join(p.name for _, p in list_checkpoints(output_dir)) or "none"
+        raise TtdnetError(
+            f"checkpoint {resume_from_checkpoint!r} not found (looked for {path}); available in {output_dir}: "
+            f"{available}. Use --resume_from_checkpoint latest to take the newest."
+        )
+    return int(match.group(1)), path
+
+
+def save_checkpoint(accelerator, output_dir: str | os.PathLike, global_step: int, total_limit: int | None) -> Path:
+    """Save ``accelerator``'s state to ``output_dir/checkpoint-{global_step}`` atomically, then rotate.
+
+    The state goes to ``output_dir/.checkpoint-{global_step}.tmp`` first and is renamed when complete. After
+    the rename, the oldest checkpoints beyond ``total_limit`` are deleted (so the limit holds after every save,
+    and a crash during saving never deletes the previous checkpoint first).
+
+    Returns
+    -------
+    pathlib.Path
+        The new checkpoint folder.
+    """
+    root = Path(output_dir)
+    final = root / f"checkpoint-{global_step}"
+    temporary = root / f".checkpoint-{global_step}.tmp"
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    accelerator.save_state(str(temporary))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(temporary, final)
+    if total_limit is not None:
+        checkpoints = list_checkpoints(root)
+        for _, stale in checkpoints[: max(0, len(checkpoints) - total_limit)]:
+            shutil.rmtree(stale)
+    return final
+
+
+def step_seed(seed: int, global_step: int, micro_step: int, process_index: int) -> int:
+    """A 63-bit seed that depends only on (seed, step, micro-step, process).
+
+    Seeding torch from it before each micro-batch makes the random draws of a step (masks, dropout,
+    augmentation) independent of anything consumed before, so a resumed run repeats an uninterrupted one.
+    """
+    state = np.random.SeedSequence([seed, global_step, micro_step, process_index]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+def seed_micro_step(seed: int, global_step: int, micro_step: int, process_index: int) -> None:
+    """Seed torch's global generator (CPU and CUDA) with :func:`step_seed`."""
+    torch.manual_seed(step_seed(seed, global_step, micro_step, process_index))
+
+
+class MetricsCSV:
+    """Append-only CSV of logged metrics (``step`` first), trimmed back to the resume step on restart.
+
+    Parameters
+    ----------
+    path : path-like
+    columns : list of str
+        Column names after ``step``.
+    resume_step : int or None
+        When resuming, rows with ``step > resume_step`` (written by the interrupted run after its last
+        checkpoint) are dropped so the file matches the restored state.
+    """
+
+    def __init__(self, path: str | os.PathLike, columns: list[str], resume_step: int | None = None):
+        self.path = Path(path)
+        self.columns = ["step", *columns]
+        rows = []
+        if resume_step is not None and self.path.is_file():
+            with open(self.path, newline="", encoding="utf-8") as handle:
+                rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(temporary, self.path)
+
+    def log(self, step: int, values: dict[str, float | str]) -> None:
+        """Append one row; missing columns stay empty."""
+        unknown = set(values) - set(self.columns)
+        if unknown:
+            raise KeyError(f"columns {sorted(unknown)} are not in {self.path} ({self.columns})")
+        with open(self.path, "a", newline="", encoding="utf-8") as handle:
+            csv.DictWriter(handle, fieldnames=self.columns).writerow({"step": step, **values})
+
+
+def tracker_setup(report_to: str) -> str | list[str] | None:
+    """The ``log_with`` argument of ``Accelerator`` for ``--report_to``, with W&B offline unless a key is set.
+
+    Parameters
+    ----------
+    report_to : {"tensorboard", "wandb", "all", "none"} or a comma-separated list of them
+    """
+    names = [name.strip() for name in report_to.split(",") if name.strip()]
+    allowed = {"tensorboard", "wandb", "all", "none"}
+    unknown = [name for name in names if name not in allowed]
+    if unknown:
+        raise TtdnetError(f"--report_to {report_to!r}: unknown tracker(s) {unknown}; choose from {sorted(allowed)}")
+    if not names or names == ["none"]:
+        return None
+    if ("wandb" in names or "all" in names) and not os.environ.get("WANDB_API_KEY"):
+        os.environ.setdefault("WANDB_MODE", "offline")
+    return "all" if "all" in names else names
+
+
+def tracker_config(config_dict: dict) -> dict:
+    """Flatten a config for trackers: TensorBoard's hparams accept only scalars and strings."""
+    flat = {}
+    for key, value in config_dict.items():
+        flat[key] = value if isinstance(value, int | float | str | bool) else str(value)
+    return flat
