@@ -34,7 +34,7 @@ class SimulateConfig:
         default=17, metadata={"help": "17 occipito-parietal channels (official release) or all 63, raw order"}
     )
     snr: float = dataclasses.field(
-        default=1.0,
+        default=0.3,
         metadata={
             "help": "single-trial signal-to-noise ratio: RMS of the image-driven evoked signal over RMS of the noise"
         },
