@@ -27,13 +27,19 @@ class PretrainConfig:
     dataset_root: str | None = dataclasses.field(
         default=None, metadata={"help": "THINGS-EEG2 root: training EEG as single repetitions (see the README layout)"}
     )
+    edf_windows: list[str] | None = dataclasses.field(
+        default=None, metadata={"help": "window corpora written by `ttdnet preprocess edf` (alone or with THINGS)"}
+    )
     subjects: list[str] | None = dataclasses.field(
         default=None, metadata={"help": "THINGS-EEG2 subjects to use (e.g. 1 2 or sub-01); default all"}
     )
     tmin: float | None = dataclasses.field(default=None, metadata={"help": "window start in seconds (inclusive)"})
     tmax: float | None = dataclasses.field(default=None, metadata={"help": "window end in seconds (exclusive)"})
     val_fraction: float = dataclasses.field(
-        default=0.1, metadata={"help": "fraction of training concepts held out for the validation loss"}
+        default=0.1,
+        metadata={
+            "help": "held out for the validation loss: this fraction of THINGS training concepts / EDF recordings"
+        },
     )
     split_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the validation split"})
     cache_dir: str | None = dataclasses.field(default=None, metadata={"help": "float32 cache root of the data layer"})
@@ -108,29 +114,6 @@ def build_model(config: PretrainConfig):
     )
 
 
-def build_datasets(config: PretrainConfig, signal):
-    """Training and validation windows from THINGS-EEG2, checked against the encoder's signal contract."""
-    from ttdnet.data import ThingsEEG2Dataset
-    from ttdnet.errors import TtdnetError
-
-    if config.dataset_root is None:
-        raise TtdnetError("no training data: give --dataset_root (a THINGS-EEG2 root)")
-    common = {
-        "subjects": config.subjects,
-        "channels": list(signal.ch_names) if signal.ch_names else None,
-        "tmin": config.tmin,
-        "tmax": config.tmax,
-        "average_repetitions": False,
-        "val_fraction": config.val_fraction,
-        "split_seed": config.split_seed,
-        "cache_dir": config.cache_dir,
-    }
-    train = ThingsEEG2Dataset(config.dataset_root, split="train", **common)
-    val = ThingsEEG2Dataset(config.dataset_root, split="val", **common)
-    signal.check_matches(train.ch_names, train.n_times, train.sfreq, f"THINGS-EEG2 data in {config.dataset_root}")
-    return train, val
-
-
 class BestOnValidation:
     """The lowest validation loss so far and the encoder weights that reached it (saved in checkpoints)."""
 
@@ -182,8 +165,7 @@ def evaluate(model, dataloader, accelerator, seed: int) -> float:
     total = torch.zeros(2, device=accelerator.device)
     unwrapped = accelerator.unwrap_model(model)
     with torch.no_grad():
-        for batch in dataloader:
-            eeg = batch.eeg
+        for eeg in dataloader:
             mask = unwrapped.draw_mask(eeg.shape[0], generator, eeg.device)
             output = model(eeg, mask=mask)
             total += torch.stack(
@@ -206,6 +188,7 @@ def train(config: PretrainConfig) -> dict:
 
     from ttdnet.config import config_to_dict, save_config
     from ttdnet.io import atomic_write_json
+    from ttdnet.stages.pretrain_data import build_datasets
     from ttdnet.stages.training_utils import (
         MetricsCSV,
         resolve_checkpoint,
@@ -311,10 +294,10 @@ def train(config: PretrainConfig) -> dict:
         if epoch == first_epoch and skip_batches:
             loader = accelerator.skip_first_batches(train_loader, skip_batches)
         micro_step, window_loss = 0, torch.zeros((), device=accelerator.device)
-        for batch in loader:
+        for eeg in loader:
             seed_micro_step(config.seed, global_step, micro_step, accelerator.process_index)
             with accelerator.accumulate(model):
-                output = model(batch.eeg)
+                output = model(eeg)
                 window_loss += (
                     accelerator.gather(output.loss.detach().float()).mean() / config.gradient_accumulation_steps
                 )
@@ -325,7 +308,7 @@ def train(config: PretrainConfig) -> dict:
                 scheduler.step()
                 optimizer.zero_grad()
             micro_step += 1
-            samples_seen += batch.eeg.shape[0] * accelerator.num_processes
+            samples_seen += eeg.shape[0] * accelerator.num_processes
             if not accelerator.sync_gradients:
                 continue
             global_step += 1

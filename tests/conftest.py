@@ -1,16 +1,14 @@
 """Shared fixtures. Tests run offline on the CPU; fixtures write THINGS-EEG2 files in the published formats.
 
-``write_things_root`` writes a dataset with plain ``np.save``/``pickle`` and PIL, independently of
-``ttdnet.simulate``, so the loader is checked against files it did not produce.
+``things_root`` and ``nice_file`` are written with plain ``np.save``/``pickle`` and PIL (``things_files``),
+independently of ``ttdnet.simulate``, so the loader is checked against files it did not produce.
 """
 
 import os
-import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from things_files import OFFICIAL_TIMES, write_eeg_file, write_image_set
 
 from ttdnet.data.channels import NICE_63_CHANNELS, POSTERIOR_17_CHANNELS
 
@@ -18,50 +16,6 @@ from ttdnet.data.channels import NICE_63_CHANNELS, POSTERIOR_17_CHANNELS
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
-
-OFFICIAL_TIMES = np.arange(100) / 100 - 0.2
-TRAIN_NAMES = ["aardvark", "aircraft_carrier", "bagel", "camel", "dolphin"]
-TEST_NAMES = ["antelope", "backscratcher", "cello", "drum"]
-
-
-def write_image_set(image_dir: Path, images_per_concept: int = 3, image_size: int = 16) -> dict[str, list[str]]:
-    """Write ``image_metadata.npy`` and tiny JPEGs following the official naming rules; return the metadata."""
-    metadata: dict[str, list[str]] = {
-        key: [] for key in ("train_img_concepts", "train_img_files", "train_img_concepts_THINGS")
-    }
-    metadata.update({key: [] for key in ("test_img_concepts", "test_img_files", "test_img_concepts_THINGS")})
-    everything = sorted(TRAIN_NAMES + TEST_NAMES)
-    rng = np.random.default_rng(0)
-    for prefix, folder, names, per_concept in (
-        ("train", "training_images", TRAIN_NAMES, images_per_concept),
-        ("test", "test_images", TEST_NAMES, 1),
-    ):
-        for k, name in enumerate(sorted(names), start=1):
-            concept = f"{k:05d}_{name}"
-            for j in range(1, per_concept + 1):
-                file_name = f"{name}_{j:02d}{'bsn'[j % 3]}.jpg"
-                metadata[f"{prefix}_img_concepts"].append(concept)
-                metadata[f"{prefix}_img_files"].append(file_name)
-                metadata[f"{prefix}_img_concepts_THINGS"].append(f"{everything.index(name) + 1:05d}_{name}")
-                path = image_dir / folder / concept / file_name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                pixels = rng.integers(0, 256, size=(image_size, image_size, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(path)
-    np.save(image_dir / "image_metadata.npy", metadata, allow_pickle=True)
-    return metadata
-
-
-def write_eeg_file(
-    path: Path, data: np.ndarray, ch_names: list[str], times: np.ndarray, raw_pickle: bool = False
-) -> None:
-    """Write one preprocessed EEG file: ``np.save`` of the dict (official) or ``pickle.dump`` (NICE)."""
-    contents = {"preprocessed_eeg_data": data, "ch_names": list(ch_names), "times": times}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if raw_pickle:
-        with open(path, "wb") as handle:
-            pickle.dump(contents, handle, protocol=4)
-    else:
-        np.save(path, contents, allow_pickle=True)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import OFFICIAL_TIMES, write_eeg_file
+from things_files import OFFICIAL_TIMES, write_eeg_file
 
 from ttdnet.data import cache as cache_module
 from ttdnet.data.cache import cache_entry_dir, load_cached_eeg

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ def test_overview_lists_every_command(capsys):
 @pytest.mark.parametrize("name", sorted(available_commands()))
 def test_every_command_has_help(name, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main([name, "--help"])
+        main([*name.split(), "--help"])
     assert exit_info.value.code == 0
     assert f"usage: ttdnet {name}" in capsys.readouterr().out
 
@@ -47,13 +48,54 @@ def test_config_error_is_reported_without_traceback(tmp_path, capsys):
     assert "unknown key 'n_subject'" in err and "Did you mean 'n_subjects'" in err and "Traceback" not in err
 
 
+PRESET_HEADER = re.compile(r"^# Preset for `ttdnet ([a-z0-9][a-z0-9-]*)(?: ([a-z0-9][a-z0-9-]*))?")
+
+
+def preset_command(first_line: str, commands) -> str:
+    """The command a preset declares on its first line: "# Preset for `ttdnet <command> ...`"."""
+    match = PRESET_HEADER.match(first_line)
+    assert match, f"first line {first_line!r} does not say which command the preset is for"
+    two_words = f"{match.group(1)} {match.group(2)}"
+    name = two_words if two_words in commands else match.group(1)
+    assert name in commands, f"preset header {first_line!r} names no registered command"
+    return name
+
+
 def test_every_preset_in_configs_parses():
     commands = available_commands()
     presets = sorted((REPO / "configs").glob("*.yaml"))
     assert presets, "configs/ holds no presets"
     for preset in presets:
-        command = commands[preset.stem.split(".")[0].replace("_", "-")]
+        command = commands[preset_command(preset.read_text().splitlines()[0], commands)]
         load_yaml_overrides(command.config_class, preset)
+
+
+def test_preset_headers_map_to_commands():
+    commands = dict.fromkeys(("simulate", "pretrain", "preprocess things-eeg2", "preprocess edf"))
+    assert preset_command("# Preset for `ttdnet simulate --config x.yaml`", commands) == "simulate"
+    assert (
+        preset_command("# Preset for `ttdnet preprocess things-eeg2 --config y`:", commands)
+        == "preprocess things-eeg2"
+    )
+    assert preset_command("# Preset for `ttdnet pretrain` (Stage A)", commands) == "pretrain"
+    for bad in ("# Preset for `ttdnet preprocess bdf`", "# options for simulate"):
+        with pytest.raises(AssertionError):
+            preset_command(bad, commands)
+
+
+def test_two_word_commands_and_their_group(capsys):
+    commands = available_commands()
+    assert {"preprocess things-eeg2", "preprocess edf"} <= set(commands)
+    assert main(["preprocess", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: ttdnet preprocess <subcommand>" in out
+    assert "preprocess things-eeg2" in out and "preprocess edf" in out and "simulate" not in out
+    assert main(["preprocess"]) == 0
+    capsys.readouterr()
+    assert main(["preprocess", "thing-eeg2"]) == 2
+    assert "Did you mean 'preprocess things-eeg2'" in capsys.readouterr().err
+    assert main(["preprocess things-eeg2", "--raw_dir", "/nonexistent/ttdnet-test"]) == 1
+    assert "ttdnet preprocess things-eeg2: error:" in capsys.readouterr().err
 
 
 def test_simulate_preset_matches_dataclass_defaults():

@@ -106,7 +106,7 @@ def test_time_window_avoids_float_off_by_one():
 
 
 def test_mismatched_eeg_and_image_set_is_an_error(things_root):
-    from conftest import OFFICIAL_TIMES, write_eeg_file
+    from things_files import OFFICIAL_TIMES, write_eeg_file
 
     from ttdnet.data.channels import POSTERIOR_17_CHANNELS
 

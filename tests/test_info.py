@@ -1,7 +1,7 @@
 import json
 
 import numpy as np
-from conftest import OFFICIAL_TIMES, write_eeg_file
+from things_files import OFFICIAL_TIMES, write_eeg_file
 
 from ttdnet.cli import main
 from ttdnet.data.channels import POSTERIOR_17_CHANNELS

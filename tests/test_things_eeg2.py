@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import OFFICIAL_TIMES, write_eeg_file
+from things_files import OFFICIAL_TIMES, write_eeg_file
 
 from ttdnet.data.channels import NICE_63_CHANNELS, POSTERIOR_17_CHANNELS, RAW_63_CHANNELS
 from ttdnet.data.things_eeg2 import (

@@ -30,7 +30,8 @@ class Command:
     Attributes
     ----------
     name : str
-        What the user types after ``ttdnet``.
+        What the user types after ``ttdnet``: one word, or two words for a command in a group
+        ("preprocess edf"; ``ttdnet preprocess --help`` lists the group).
     summary : str
         One line for ``ttdnet --help``.
     config_class : dataclass type
@@ -96,6 +97,27 @@ def build_parser(command: Command) -> ConfigParser:
     return parser
 
 
+def _group_overview(group: str, commands: dict[str, Command]) -> str:
+    members = {name: command for name, command in commands.items() if name.split()[0] == group}
+    width = max(len(name) for name in members)
+    lines = [f"usage: ttdnet {group} <subcommand> [options]", "", "subcommands:"]
+    lines += [f"  {name.ljust(width)}  {command.summary}" for name, command in members.items()]
+    lines += ["", f"Run `ttdnet {group} <subcommand> --help` for a subcommand's options."]
+    return "\n".join(lines)
+
+
+def _resolve(argv: list[str], commands: dict[str, Command]) -> tuple[str | None, list[str]]:
+    """Split ``argv`` into the longest registered command name it starts with and the remaining arguments.
+
+    A command may be registered under a two-word name ("preprocess edf"); it is typed as two words.
+    """
+    if len(argv) >= 2 and f"{argv[0]} {argv[1]}" in commands:
+        return f"{argv[0]} {argv[1]}", argv[2:]
+    if argv[0] in commands:
+        return argv[0], argv[1:]
+    return None, argv[1:]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``ttdnet`` with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -106,11 +128,24 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "--version":
         print(f"ttdnet {__version__}")
         return 0
-    name, rest = argv[0], argv[1:]
-    if name not in commands:
-        close = difflib.get_close_matches(name, list(commands), n=1)
+    name, rest = _resolve(argv, commands)
+    if name is None:
+        groups = {command.split()[0] for command in commands if " " in command}
+        if argv[0] in groups:
+            if not rest or rest[0] in ("-h", "--help"):
+                print(_group_overview(argv[0], commands))
+                return 0
+            members = [command.split(" ", 1)[1] for command in commands if command.split()[0] == argv[0]]
+            close = difflib.get_close_matches(rest[0], members, n=1)
+            hint = f" Did you mean '{argv[0]} {close[0]}'?" if close else ""
+            print(
+                f"ttdnet {argv[0]}: unknown subcommand '{rest[0]}'.{hint} Subcommands: {', '.join(members)}",
+                file=sys.stderr,
+            )
+            return 2
+        close = difflib.get_close_matches(argv[0], list(commands), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        print(f"ttdnet: unknown command '{name}'.{hint} Commands: {', '.join(commands)}", file=sys.stderr)
+        print(f"ttdnet: unknown command '{argv[0]}'.{hint} Commands: {', '.join(commands)}", file=sys.stderr)
         return 2
     command = commands[name]
     parser = build_parser(command)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import OFFICIAL_TIMES, write_eeg_file, write_image_set
 from safetensors.torch import load_file
+from things_files import OFFICIAL_TIMES, write_eeg_file, write_image_set
 
 from ttdnet.cli import main
 from ttdnet.data.channels import POSTERIOR_17_CHANNELS

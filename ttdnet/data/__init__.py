@@ -1,34 +1,34 @@
-"""THINGS-EEG2 data layer: formats, validation, the float32 cache and the PyTorch dataset."""
+"""THINGS-EEG2 data layer: formats, validation, the float32 cache and the PyTorch dataset.
 
-from ttdnet.data.cache import CachedEEG, load_cached_eeg
-from ttdnet.data.dataset import AVERAGED, EEGSample, ThingsEEG2Dataset
-from ttdnet.data.selection import SelectionError, channel_indices, split_training_concepts, time_window
-from ttdnet.data.things_eeg2 import (
-    ImageMetadata,
-    PreprocessedEEG,
-    ThingsEEG2FormatError,
-    ThingsEEG2Layout,
-    locate_image_set,
-    read_image_metadata,
-    read_preprocessed_eeg,
-)
+Names are imported on first use (PEP 562), so light submodules such as :mod:`ttdnet.data.channels` do not
+pull in torch; ``from ttdnet.data import ThingsEEG2Dataset`` works as usual.
+"""
+
+import importlib
 
 
-__all__ = [
-    "AVERAGED",
-    "CachedEEG",
-    "EEGSample",
-    "ImageMetadata",
-    "PreprocessedEEG",
-    "SelectionError",
-    "ThingsEEG2Dataset",
-    "ThingsEEG2FormatError",
-    "ThingsEEG2Layout",
-    "channel_indices",
-    "load_cached_eeg",
-    "locate_image_set",
-    "read_image_metadata",
-    "read_preprocessed_eeg",
-    "split_training_concepts",
-    "time_window",
-]
+_EXPORTS = {
+    "AVERAGED": "dataset",
+    "EEGSample": "dataset",
+    "ThingsEEG2Dataset": "dataset",
+    "CachedEEG": "cache",
+    "load_cached_eeg": "cache",
+    "SelectionError": "selection",
+    "channel_indices": "selection",
+    "split_training_concepts": "selection",
+    "time_window": "selection",
+    "ImageMetadata": "things_eeg2",
+    "PreprocessedEEG": "things_eeg2",
+    "ThingsEEG2FormatError": "things_eeg2",
+    "ThingsEEG2Layout": "things_eeg2",
+    "locate_image_set": "things_eeg2",
+    "read_image_metadata": "things_eeg2",
+    "read_preprocessed_eeg": "things_eeg2",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ttdnet.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"ttdnet.data.{_EXPORTS[name]}"), name)

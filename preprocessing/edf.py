@@ -1,0 +1,383 @@
+"""Unlabelled EEG recordings (EDF/BDF/BrainVision) to windows for self-supervised pretraining.
+
+Per recording: read with MNE, standardise channel names, pick the target channels by name (missing ones
+reported), high-/low-pass (MNE FIR, zero phase) at the original rate, resample, normalise, cut fixed windows,
+baseline each window. Windows go to :class:`ttdnet.data.eeg_windows.EEGWindowWriter` shards.
+
+**Normalisation (default ``whiten``).** The THINGS-EEG2 data the encoder later sees is MVNN-whitened: its noise
+covariance across channels is the identity, so each channel has about unit variance and channels are
+decorrelated. An unlabelled recording has no conditions to separate signal from noise, so all of it is treated
+as noise: its channel covariance (observations = samples of the filtered, resampled recording) is estimated with
+the same Ledoit-Wolf recipe as MVNN (standardise, ``ledoit_wolf``, rescale) and every sample is multiplied by
+``Sigma^(-1/2)``. This is MVNN's ``epochs`` mode with the whole recording as one epoch. ``zscore`` (per-channel
+standardisation) matches the unit variance but not the decorrelation.
+"""
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ttdnet.config import config_to_dict, save_config
+from ttdnet.data.eeg_windows import INDEX_NAME, EEGWindowWriter
+from ttdnet.preprocessing import mvnn
+from ttdnet.preprocessing.common import (
+    PreprocessingError,
+    package_versions,
+    resolve_channels,
+    standardise_channel_name,
+)
+
+
+COMMAND_NAME = "preprocess edf"
+EXTENSIONS = (".edf", ".bdf", ".vhdr")
+
+
+class SkipRecording(Exception):
+    """A readable recording that cannot be used (missing channels, too low a rate); the message says why."""
+
+
+class BadRecording(Exception):
+    """A corrupt, truncated or unreadable recording; the message says what failed."""
+
+
+def find_recordings(input_dir: Path) -> list[Path]:
+    """Every EDF/BDF/BrainVision header under ``input_dir``, sorted."""
+    if not input_dir.is_dir():
+        raise PreprocessingError(f"--input_dir {input_dir} does not exist")
+    found = sorted(path for path in input_dir.rglob("*") if path.suffix.lower() in EXTENSIONS and path.is_file())
+    if not found:
+        raise PreprocessingError(f"{input_dir}: no .edf, .bdf or .vhdr files found (searched recursively)")
+    return found
+
+
+def normalisation_record(config) -> dict[str, Any]:
+    """The normalisation entry of the index (part of the input contract)."""
+    descriptions = {
+        "whiten": "per recording, x(t) -> Sigma^(-1/2) x(t), Sigma = Ledoit-Wolf shrinkage covariance of the "
+        "standardised channels rescaled back (the MVNN recipe, observations = all samples of the filtered, resampled "
+        "recording); output is dimensionless with ~unit variance per channel and decorrelated channels, like "
+        "THINGS-EEG2 MVNN data",
+        "zscore": "per recording and channel, (x - mean) / std over all samples; dimensionless, unit variance",
+        "none": "no normalisation; volts",
+    }
+    return {
+        "method": config.normalisation,
+        "description": descriptions[config.normalisation],
+        "baseline_seconds": config.baseline_seconds,
+    }
+
+
+def filter_record(config) -> dict[str, Any]:
+    """The filter entry of the index (part of the input contract)."""
+    return {
+        "l_freq": config.l_freq,
+        "h_freq": config.h_freq,
+        "design": "mne.io.Raw.filter defaults (FIR, firwin, zero phase), at the original rate",
+        "resampling": "mne.io.Raw.resample (FFT)",
+    }
+
+
+def _rename_map(ch_names: list[str], source: str) -> dict[str, str]:
+    mapping = {}
+    seen: dict[str, str] = {}
+    for name in ch_names:
+        standard = standardise_channel_name(name)
+        if standard is None:
+            continue
+        if standard in seen:
+            raise BadRecording(f"channels {seen[standard]!r} and {name!r} both standardise to {standard!r}")
+        seen[standard] = name
+        mapping[name] = standard
+    return mapping
+
+
+def process_recording(path: Path, ch_names: tuple[str, ...], config) -> tuple[np.ndarray, dict[str, Any]]:
+    """Windows of one recording.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+    ch_names : tuple of str
+        Target channels in output order (10-05 spelling).
+    config : PreprocessEdfConfig
+
+    Returns
+    -------
+    windows : numpy.ndarray of float32, shape (n_windows, n_chans, n_times)
+    record : dict
+        ``sfreq_original``, ``n_samples_original``, ``missing_channels``, ``interpolated``, ``n_windows``.
+
+    Raises
+    ------
+    SkipRecording
+        Missing channels (with ``missing_channels="skip"``), a rate below ``config.sfreq``, a recording shorter
+        than one window.
+    BadRecording
+        MNE cannot read the header or the data, or the data holds non-finite values.
+    """
+    import mne
+
+    if path.suffix.lower() in (".edf", ".bdf"):
+        check_edf_size(path)
+    try:
+        raw = mne.io.read_raw(path, preload=False, verbose="error")
+    except Exception as error:  # MNE raises ValueError, OSError, RuntimeError... for broken files
+        raise BadRecording(f"cannot read the header ({type(error).__name__}: {error})") from error
+    mapping = _rename_map(list(raw.ch_names), str(path))
+    available = set(mapping.values())
+    missing = [name for name in ch_names if name not in available]
+    if missing and config.missing_channels != "interpolate":
+        message = (
+            f"lacks channels {missing} (has {sorted(available)}); use --missing_channels interpolate or another "
+            "--channels set"
+        )
+        if config.missing_channels == "error":
+            raise PreprocessingError(f"{path}: {message}")
+        raise SkipRecording(message)
+    if missing and len(missing) == len(ch_names):
+        raise SkipRecording(f"has none of the channels {list(ch_names)}; nothing to interpolate from")
+    sfreq_original = float(raw.info["sfreq"])
+    if sfreq_original < config.sfreq:
+        raise SkipRecording(
+            f"recorded at {sfreq_original:g} Hz, below the target --sfreq {config.sfreq:g} (upsampling adds nothing)"
+        )
+    keep = [original for original, standard in mapping.items()]
+    try:
+        raw.pick(keep)
+        raw.load_data(verbose="error")
+    except Exception as error:
+        raise BadRecording(f"data unreadable, truncated or corrupt ({type(error).__name__}: {error})") from error
+    raw.rename_channels(mapping)
+    raw.set_channel_types(dict.fromkeys(raw.ch_names, "eeg"), verbose="error")
+    data = raw.get_data()
+    if not np.isfinite(data).all():
+        row, column = np.argwhere(~np.isfinite(data))[0]
+        raise BadRecording(f"non-finite value in channel {raw.ch_names[row]} at sample {column}")
+    del data
+    present = [name for name in ch_names if name in available]
+    extra = [name for name in raw.ch_names if name not in ch_names]
+    if not missing and extra:
+        raw.pick(present)  # with missing channels, the others stay until after the interpolation (neighbours)
+    n_samples_original = raw.n_times
+    if config.l_freq is not None or config.h_freq is not None:
+        raw.filter(config.l_freq, config.h_freq, verbose="error")
+    if sfreq_original != config.sfreq:
+        raw.resample(config.sfreq, verbose="error")
+    if missing:
+        from ttdnet.data.channels import make_standard_1005_montage
+
+        info = mne.create_info(missing, config.sfreq, "eeg")
+        filler = mne.io.RawArray(np.zeros((len(missing), raw.n_times)), info, verbose="error")
+        raw.add_channels([filler], force_update_info=True)
+        raw.set_montage(make_standard_1005_montage(), on_missing="ignore", verbose="error")
+        raw.info["bads"] = list(missing)
+        raw.interpolate_bads(reset_bads=True, verbose="error")
+    raw.pick(list(ch_names))
+    raw.reorder_channels(list(ch_names))
+    data = raw.get_data()  # (n_chans, n_samples) volts
+    data = normalise(data, config.normalisation)
+    n_times = int(round(config.window_seconds * config.sfreq))
+    stride = int(round((config.stride_seconds or config.window_seconds) * config.sfreq))
+    bad = _bad_sample_mask(raw)
+    starts = np.arange(0, data.shape[1] - n_times + 1, stride)
+    if bad is not None:
+        cumulative = np.concatenate([[0], np.cumsum(bad)])
+        starts = starts[(cumulative[starts + n_times] - cumulative[starts]) == 0]
+    if starts.size == 0:
+        raise SkipRecording(f"shorter than one {config.window_seconds:g} s window after rejecting bad segments")
+    windows = np.stack([data[:, s : s + n_times] for s in starts]).astype(np.float64)
+    if config.baseline_seconds is not None:
+        n_base = min(n_times, int(round(config.baseline_seconds * config.sfreq)) + 1)
+        windows -= windows[:, :, :n_base].mean(axis=2, keepdims=True)
+    record = {
+        "sfreq_original": sfreq_original,
+        "n_samples_original": int(n_samples_original),
+        "missing_channels": missing,
+        "interpolated": bool(missing),
+        "n_windows": int(starts.size),
+    }
+    return windows.astype(np.float32), record
+
+
+def check_edf_size(path: Path) -> None:
+    """Compare an EDF/BDF file's size with what its header promises; MNE reads a truncated file silently.
+
+    Raises
+    ------
+    BadRecording
+        The header is unreadable, or the file holds fewer data records than the header declares.
+    """
+    with open(path, "rb") as handle:
+        fixed = handle.read(256)
+        try:
+            header_bytes = int(fixed[184:192].decode("ascii").strip())
+            n_records = int(fixed[236:244].decode("ascii").strip())
+            n_signals = int(fixed[252:256].decode("ascii").strip())
+            handle.seek(256 + n_signals * 216)
+            per_record = [int(handle.read(8).decode("ascii").strip()) for _ in range(n_signals)]
+        except (ValueError, UnicodeDecodeError) as error:
+            raise BadRecording(f"not an EDF/BDF file: unreadable header ({error})") from error
+    if n_records < 0:
+        return  # "-1": record count unknown (file still being written); nothing to compare
+    width = 3 if path.suffix.lower() == ".bdf" else 2
+    expected = header_bytes + n_records * sum(per_record) * width
+    actual = path.stat().st_size
+    if actual < expected:
+        raise BadRecording(
+            f"truncated: {actual} bytes, but the header declares {n_records} data records ({expected} bytes); "
+            "re-download or re-export it"
+        )
+
+
+def _bad_sample_mask(raw) -> np.ndarray | None:
+    """Samples covered by annotations named BAD... or EDGE... (MNE's reject-by-annotation convention)."""
+    annotations = raw.annotations
+    if len(annotations) == 0:
+        return None
+    mask = np.zeros(raw.n_times, dtype=np.int64)
+    for annotation in annotations:
+        if annotation["description"].lower().startswith(("bad", "edge")):
+            start = raw.time_as_index(annotation["onset"] - raw.first_time, use_rounding=True)[0]
+            stop = start + int(round(annotation["duration"] * raw.info["sfreq"]))
+            mask[max(0, start) : max(0, min(raw.n_times, stop + 1))] = 1
+    return mask if mask.any() else None
+
+
+def normalise(data: np.ndarray, method: str) -> np.ndarray:
+    """Normalise one recording.
+
+    Parameters
+    ----------
+    data : numpy.ndarray, shape (n_chans, n_samples)
+    method : {"whiten", "zscore", "none"}
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n_chans, n_samples)
+    """
+    if method == "none":
+        return data
+    if method == "zscore":
+        std = data.std(axis=1, keepdims=True)
+        if (std == 0).any():
+            raise BadRecording("a channel is flat (zero variance); cannot z-score it")
+        return (data - data.mean(axis=1, keepdims=True)) / std
+    if method == "whiten":
+        centred = data - data.mean(axis=1, keepdims=True)
+        sigma = mvnn.shrinkage_covariances(centred.T[np.newaxis])[0]
+        try:
+            whitener = mvnn.whitening_matrix(sigma)
+        except ValueError as error:
+            raise BadRecording(f"channel covariance is singular ({error})") from error
+        return whitener @ centred
+    raise ValueError(f"unknown normalisation {method!r}")
+
+
+def preprocess_edf(config) -> dict[str, Any]:
+    """Build or resume a window corpus from every recording under ``config.input_dir``.
+
+    Parameters
+    ----------
+    config : PreprocessEdfConfig
+
+    Returns
+    -------
+    dict
+        Summary: ``written`` (recordings added this run), ``windows`` (total in the corpus), ``skipped`` and
+        ``failed`` (lists of ``{"path", "reason"}`` in the corpus), ``already_done`` (recordings skipped as done).
+    """
+    ch_names = resolve_channels(config.channels)
+    if config.sfreq <= 0 or config.window_seconds <= 0 or config.shard_windows < 1:
+        raise PreprocessingError("--sfreq, --window_seconds and --shard_windows must be positive")
+    if config.stride_seconds is not None and config.stride_seconds <= 0:
+        raise PreprocessingError(f"--stride_seconds {config.stride_seconds} must be positive")
+    n_times = int(round(config.window_seconds * config.sfreq))
+    if abs(n_times - config.window_seconds * config.sfreq) > 1e-6:
+        raise PreprocessingError(
+            f"--window_seconds {config.window_seconds:g} at --sfreq {config.sfreq:g} is not a whole number of samples"
+        )
+    if config.h_freq is not None and config.h_freq >= config.sfreq / 2:
+        raise PreprocessingError(
+            f"--h_freq {config.h_freq:g} must be below the target Nyquist {config.sfreq / 2:g} Hz"
+        )
+    input_dir = Path(config.input_dir)
+    output_dir = Path(config.output_dir)
+    recordings = find_recordings(input_dir)
+    if config.overwrite and (output_dir / INDEX_NAME).is_file():
+        for path in [output_dir / INDEX_NAME, *output_dir.glob("shard-*.npy")]:
+            path.unlink()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    writer = EEGWindowWriter(
+        output_dir,
+        ch_names=ch_names,
+        sfreq=config.sfreq,
+        n_times=n_times,
+        window_seconds=config.window_seconds,
+        normalisation=normalisation_record(config),
+        filter=filter_record(config),
+        extra={"config": config_to_dict(config), "packages": package_versions(), "input_dir": str(input_dir)},
+    )
+    save_config(config, output_dir / "config.yaml", COMMAND_NAME)
+    done = writer.done_sources
+    buffer: list[np.ndarray] = []
+    buffered_sources: list[dict[str, Any]] = []
+    written = already = 0
+    started = time.time()
+
+    def flush():
+        if buffer:
+            writer.write_shard(np.concatenate(buffer), list(buffered_sources))
+            buffer.clear()
+            buffered_sources.clear()
+
+    for path in tqdm(recordings, desc="recordings", unit="file"):
+        key = str(path.relative_to(input_dir))
+        if key in done:
+            already += 1
+            continue
+        try:
+            windows, record = process_recording(path, ch_names, config)
+        except SkipRecording as reason:
+            writer.record_problem("skipped", key, str(reason))
+            tqdm.write(f"skipped {path}: {reason}")
+            continue
+        except BadRecording as reason:
+            writer.record_problem("failed", key, str(reason))
+            tqdm.write(f"FAILED {path}: {reason}")
+            continue
+        buffer.append(windows)
+        buffered_sources.append({"path": key, "size_bytes": path.stat().st_size, **record})
+        written += 1
+        if sum(len(block) for block in buffer) >= config.shard_windows:
+            flush()
+    flush()
+    writer.save_index()
+    summary = {
+        "written": written,
+        "already_done": already,
+        "windows": writer.n_windows,
+        "shards": len(writer.index["shards"]),
+        "skipped": list(writer.index["skipped"]),
+        "failed": list(writer.index["failed"]),
+        "seconds": round(time.time() - started, 1),
+    }
+    print(_summary_text(summary, output_dir, ch_names, config, n_times))
+    return summary
+
+
+def _summary_text(summary, output_dir: Path, ch_names, config, n_times: int) -> str:
+    lines = [
+        f"{output_dir}: {summary['windows']} windows of {len(ch_names)} channels x {n_times} samples at "
+        f"{config.sfreq:g} Hz in {summary['shards']} shards",
+        f"  this run: {summary['written']} recordings added, {summary['already_done']} already done, "
+        f"{len(summary['skipped'])} skipped, {len(summary['failed'])} failed ({summary['seconds']} s)",
+    ]
+    for kind in ("skipped", "failed"):
+        for entry in summary[kind]:
+            lines.append(f"  {kind}: {entry['path']}: {entry['reason']}")
+    if summary["failed"]:
+        lines.append("  Failed files were not written; fix or replace them and rerun to add them (resumes).")
+    return "\n".join(lines)

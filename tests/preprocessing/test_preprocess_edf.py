@@ -1,0 +1,177 @@
+"""`ttdnet preprocess edf` and the window-corpus format on EDF files written here with MNE export (edfio)."""
+
+import dataclasses
+import json
+
+import mne
+import numpy as np
+import pytest
+import scipy.linalg
+from raw_files import PHYSIONET_LABELS, dotted, write_physionet_edf
+from sklearn.covariance import ledoit_wolf
+from sklearn.preprocessing import StandardScaler
+
+from ttdnet.cli import main
+from ttdnet.data.channels import POSTERIOR_17_CHANNELS, RAW_63_CHANNELS
+from ttdnet.data.eeg_windows import EEGWindowCorpus, EEGWindowDataset, WindowContractError, WindowCorpusError
+from ttdnet.errors import TtdnetError
+from ttdnet.preprocessing.common import standardise_channel_name
+from ttdnet.preprocessing.edf import preprocess_edf
+from ttdnet.preprocessing.edf_command import PreprocessEdfConfig
+
+
+@pytest.fixture(scope="module")
+def physionet(tmp_path_factory):
+    """S001 (160 Hz, two runs) and S088 (128 Hz, one run), 30 s each, plus a truncated and a garbage file."""
+    root = tmp_path_factory.mktemp("eegmmidb")
+    written = {
+        "S001/S001R01.edf": write_physionet_edf(root / "S001" / "S001R01.edf", 160.0, 30.0, seed=1),
+        "S001/S001R02.edf": write_physionet_edf(root / "S001" / "S001R02.edf", 160.0, 30.0, seed=2),
+        "S088/S088R01.edf": write_physionet_edf(root / "S088" / "S088R01.edf", 128.0, 30.0, seed=3),
+    }
+    bad = root / "S002"
+    bad.mkdir()
+    good = (root / "S001" / "S001R01.edf").read_bytes()
+    (bad / "S002R01.edf").write_bytes(good[: len(good) // 3])  # truncated
+    (bad / "S002R02.edf").write_bytes(b"this is not an EDF file" * 20)
+    return {"root": root, "written": written}
+
+
+def config_for(root, out, **changes) -> PreprocessEdfConfig:
+    return dataclasses.replace(PreprocessEdfConfig(input_dir=str(root), output_dir=str(out)), **changes)
+
+
+def reference_windows(path, sfreq_target=100.0, l_freq=0.5, n_times=100, n_base=21):
+    """Independent re-computation: MNE read/filter/resample, sklearn shrinkage covariance, numpy windows."""
+    raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+    mne.datasets.eegbci.standardize(raw)
+    raw.pick(list(POSTERIOR_17_CHANNELS))
+    raw.filter(l_freq, None, verbose="error")
+    raw.resample(sfreq_target, verbose="error")
+    x = raw.get_data()
+    x = x - x.mean(axis=1, keepdims=True)
+    scaler = StandardScaler()
+    z = scaler.fit_transform(x.T)
+    sigma = scaler.scale_[:, None] * ledoit_wolf(z)[0] * scaler.scale_[None, :]
+    x = scipy.linalg.fractional_matrix_power(sigma, -0.5).real @ x
+    n = x.shape[1] // n_times
+    windows = x[:, : n * n_times].reshape(x.shape[0], n, n_times).transpose(1, 0, 2)
+    return windows - windows[:, :, :n_base].mean(axis=2, keepdims=True)
+
+
+def test_channel_names_are_standardised():
+    assert [standardise_channel_name(dotted(label)) for label in ("Fc5", "Cz", "Fpz", "Poz", "Afz", "Iz", "Po7")] == [
+        "FC5",
+        "Cz",
+        "Fpz",
+        "POz",
+        "AFz",
+        "Iz",
+        "PO7",
+    ]
+    assert standardise_channel_name("EEG FP1-REF") == "Fp1"
+    assert standardise_channel_name("EEG T3-LE") == "T7" and standardise_channel_name("EEG T6-REF") == "P8"
+    assert standardise_channel_name("EKG") is None and standardise_channel_name("PHOTIC-REF") is None
+
+
+def test_corpus_matches_reference_and_lists_bad_files(physionet, tmp_path, capsys):
+    out = tmp_path / "windows"
+    summary = preprocess_edf(config_for(physionet["root"], out))
+    corpus = EEGWindowCorpus(out)
+    assert corpus.ch_names == POSTERIOR_17_CHANNELS and corpus.sfreq == 100.0 and corpus.n_times == 100
+    sources = {source["path"]: source for source in corpus.sources()}
+    assert sorted(sources) == sorted(physionet["written"])
+    assert (
+        sources["S088/S088R01.edf"]["sfreq_original"] == 128.0 and sources["S001/S001R01.edf"]["sfreq_original"] == 160
+    )
+    assert all(source["n_windows"] == 30 for source in sources.values()) and len(corpus) == 90
+    assert sorted(entry["path"] for entry in summary["failed"]) == ["S002/S002R01.edf", "S002/S002R02.edf"]
+    index = json.loads((out / "index.json").read_text())
+    assert index["format"] == "ttdnet-eeg-windows" and index["n_windows"] == 90 and len(index["failed"]) == 2
+    assert index["normalisation"]["method"] == "whiten" and index["filter"]["l_freq"] == 0.5
+    printed = capsys.readouterr()
+    assert "S002R01.edf" in printed.out and "2 failed" in printed.out
+    for key in ("S001/S001R02.edf", "S088/S088R01.edf"):
+        source = sources[key]
+        got = corpus.shard(source["shard"])[source["first_window"] : source["first_window"] + source["n_windows"]]
+        expected = reference_windows(physionet["root"] / key)
+        assert isinstance(got, np.memmap) and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+    # whitened like THINGS-EEG2 MVNN data: unit variance per channel, decorrelated channels
+    stacked = np.concatenate([corpus[i] for i in range(len(corpus))], axis=1)
+    correlation = np.corrcoef(stacked)
+    assert np.allclose(stacked.std(axis=1), 1.0, atol=0.15)
+    assert np.abs(correlation - np.eye(17)).max() < 0.15
+
+
+def test_rerun_resumes_and_keeps_written_shards(physionet, tmp_path):
+    out = tmp_path / "windows"
+    config = config_for(physionet["root"], out, shard_windows=30)
+    preprocess_edf(config)
+    shards = sorted(out.glob("shard-*.npy"))
+    assert len(shards) == 3
+    before = {path.name: (path.stat().st_mtime_ns, path.read_bytes()) for path in shards}
+    summary = preprocess_edf(config)
+    assert summary["written"] == 0 and summary["already_done"] == 3 and summary["windows"] == 90
+    assert {path.name: (path.stat().st_mtime_ns, path.read_bytes()) for path in out.glob("shard-*.npy")} == before
+    # an interrupted run: the index lost its last shard entry (as if the process died before recording it)
+    index = json.loads((out / "index.json").read_text())
+    lost = index["shards"].pop()
+    (out / "index.json").write_text(json.dumps(index))
+    summary = preprocess_edf(config)
+    assert summary["written"] == 1 and summary["windows"] == 90
+    assert EEGWindowCorpus(out).sources()[-1]["path"] == lost["sources"][0]["path"]
+    with pytest.raises(WindowCorpusError, match="other settings .*sfreq"):
+        preprocess_edf(dataclasses.replace(config, sfreq=50.0))
+
+
+def test_missing_channels_skip_or_interpolate(physionet, tmp_path):
+    skipped = preprocess_edf(config_for(physionet["root"], tmp_path / "a", channels="raw63"))
+    assert len(skipped["skipped"]) == 3 and skipped["windows"] == 0
+    assert all("['FT9', 'TP9', 'TP10', 'FT10']" in entry["reason"] for entry in skipped["skipped"])
+    done = preprocess_edf(
+        config_for(physionet["root"], tmp_path / "b", channels="raw63", missing_channels="interpolate")
+    )
+    corpus = EEGWindowCorpus(tmp_path / "b")
+    assert corpus.ch_names == RAW_63_CHANNELS and done["windows"] == 90
+    assert corpus.sources()[0]["missing_channels"] == ["FT9", "TP9", "TP10", "FT10"]
+    assert np.isfinite(corpus[0]).all() and corpus[0][RAW_63_CHANNELS.index("TP9")].std() > 0
+    with pytest.raises(TtdnetError, match=r"S001R01.edf: lacks channels \['FT9'"):
+        preprocess_edf(config_for(physionet["root"], tmp_path / "c", channels="raw63", missing_channels="error"))
+
+
+def test_sampling_rate_below_target_is_skipped(physionet, tmp_path):
+    summary = preprocess_edf(config_for(physionet["root"], tmp_path / "w", sfreq=150.0, window_seconds=0.2))
+    assert [entry["path"] for entry in summary["skipped"]] == ["S088/S088R01.edf"]
+    assert "128 Hz, below the target --sfreq 150" in summary["skipped"][0]["reason"]
+
+
+def test_check_compatible_names_every_mismatch(physionet, tmp_path):
+    out = tmp_path / "w"
+    preprocess_edf(config_for(physionet["root"], out, normalisation="zscore"))
+    corpus = EEGWindowCorpus(out)
+    corpus.check_compatible(list(POSTERIOR_17_CHANNELS), 100.0, 100)
+    with pytest.raises(WindowContractError) as error:
+        corpus.check_compatible(list(RAW_63_CHANNELS), 250.0, 250)
+    message = str(error.value)
+    assert "FT9" in message and "250 Hz" in message and "250" in message and "100 samples" in message
+    with pytest.raises(WindowContractError, match="channel order differs"):
+        corpus.check_compatible(list(reversed(POSTERIOR_17_CHANNELS)), 100.0, 100)
+    dataset = EEGWindowDataset(out)
+    item = dataset[5]
+    assert len(dataset) == 90 and tuple(item.shape) == (17, 100) and str(item.dtype) == "torch.float32"
+    np.testing.assert_array_equal(item.numpy(), corpus[5])
+    assert np.allclose(np.concatenate(list(corpus), axis=1).std(axis=1), 1.0, atol=0.05)
+    (out / corpus.shards[0]["file"]).unlink()
+    with pytest.raises(WindowCorpusError, match="shard listed in .* is missing"):
+        EEGWindowCorpus(out)[0]
+
+
+def test_cli_and_preset(physionet, tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text(f"input_dir: {physionet['root']}\noutput_dir: {tmp_path / 'w'}\nchannels: O1,Oz,O2\n")
+    assert main(["preprocess", "edf", "--config", str(preset), "--window_seconds", "2.0"]) == 0
+    corpus = EEGWindowCorpus(tmp_path / "w")
+    assert corpus.ch_names == ("O1", "Oz", "O2") and corpus.n_times == 200 and len(corpus) == 45
+    assert main(["preprocess", "edf", "--input_dir", str(tmp_path / "none")]) == 1
+    assert set(PHYSIONET_LABELS) >= {"Poz", "Fc5"}
