@@ -40,6 +40,13 @@ class SimulateConfig:
         },
     )
     image_size: int = dataclasses.field(default=128, metadata={"help": "side of the square JPEG stimuli in pixels"})
+    raw: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "also write continuous 1000 Hz raw recordings (raw_data/sub-XX/ses-YY/raw_eeg_*.npy, 4 sessions) "
+            "for `ttdnet preprocess things-eeg2`"
+        },
+    )
     seed: int = dataclasses.field(default=0, metadata={"help": "random seed; the same seed writes the same bytes"})
     overwrite: bool = dataclasses.field(
         default=False, metadata={"help": "replace a previous synthetic dataset in output_dir"}

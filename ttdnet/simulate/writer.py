@@ -6,6 +6,7 @@ Layout (spec §3, §5)::
       preprocessed_data/sub-XX/preprocessed_eeg_{training,test}.npy
       image_set/image_metadata.npy
       image_set/{training,test}_images/<k>_<concept>/<concept>_<NN><b|s>.jpg
+      raw_data/sub-XX/ses-YY/raw_eeg_{training,test}.npy   with --raw: continuous 1000 Hz recordings + stim
       config.yaml         the resolved command configuration
       simulation.json     seed, scale, generative-model parameters, per-subject draws, package versions
 
@@ -28,7 +29,7 @@ from ttdnet.config import config_to_dict, save_config
 from ttdnet.data.channels import POSTERIOR_17_CHANNELS, RAW_63_CHANNELS
 from ttdnet.errors import TtdnetError
 from ttdnet.io import atomic_np_save, atomic_write_bytes, atomic_write_json
-from ttdnet.simulate import epochs
+from ttdnet.simulate import epochs, raw
 from ttdnet.simulate.eeg_model import EegModel, SubjectModel
 from ttdnet.simulate.features import N_FEATURES, image_features
 from ttdnet.simulate.images import concept_style, encode_jpeg, render_image
@@ -99,6 +100,12 @@ def _validate(config: Any) -> None:
         raise TtdnetError(f"n_chans is {config.n_chans}; choose 17 (posterior, official) or 63 (all, raw order)")
     if not config.snr > 0:
         raise TtdnetError(f"snr is {config.snr}; it must be positive")
+    if config.raw and (config.train_repetitions % 2 or config.test_repetitions % 4):
+        raise TtdnetError(
+            f"--raw needs train_repetitions divisible by 2 (got {config.train_repetitions}) and test_repetitions "
+            f"by 4 (got {config.test_repetitions}): each training image is split over 2 sessions, each test image "
+            "over 4"
+        )
     if config.image_size < 16:
         raise TtdnetError(f"image_size is {config.image_size}; use at least 16 pixels")
 
@@ -175,6 +182,8 @@ def _write_subject(
         "test": epochs.test_sessions(len(test_features), config.test_repetitions),
     }
     features = {"training": train_features, "test": test_features}
+    if config.raw:
+        _write_raw_subject(subject, features, sessions, config.seed, root / "raw_data" / f"sub-{number:02d}")
     for partition in ("training", "test"):
         data = epochs.simulate_partition(
             subject,
@@ -190,6 +199,30 @@ def _write_subject(
         atomic_np_save(path, _eeg_file(data, channel_names), allow_pickle=True)
         del data
     return subject
+
+
+def _write_raw_subject(
+    subject: SubjectModel, features: dict[str, np.ndarray], sessions: dict[str, np.ndarray], seed: int, folder: Path
+) -> None:
+    """Write the subject's ``ses-YY/raw_eeg_{training,test}.npy`` files (continuous 1000 Hz recordings).
+
+    ``sessions[partition]`` holds the session of every merged repetition, shape (n_images, n_repetitions):
+    the count of each session in an image's row is how often that session shows the image.
+    """
+    target_rng = np.random.default_rng(stable_seed(seed, "target-image"))
+    all_features = np.concatenate(list(features.values()))
+    target_features = all_features.mean(axis=0) + all_features.std(axis=0) * target_rng.standard_normal(
+        all_features.shape[1]
+    )
+    for partition in ("training", "test"):
+        for session in range(subject.model.parameters.n_sessions):
+            counts = (sessions[partition] == session).sum(axis=1)
+            recording = raw.simulate_raw_session(
+                subject, features[partition], counts, session, target_features, seed, partition
+            )
+            atomic_np_save(
+                folder / f"ses-{session + 1:02d}" / f"raw_eeg_{partition}.npy", recording, allow_pickle=True
+            )
 
 
 def _versions() -> dict[str, str]:
