@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from ttdnet.data.channels import NICE_63_CHANNELS, POSTERIOR_17_CHANNELS, RAW_63_CHANNELS
+from ttdnet.data.channels import NICE_63_CHANNELS, POSTERIOR_17_CHANNELS, RAW_63_CHANNELS, with_case_hints
 from ttdnet.errors import TtdnetError
 
 
@@ -90,12 +90,9 @@ def pick_by_name(available: Sequence[str], wanted: Sequence[str], source: str) -
     position = {name: i for i, name in enumerate(available)}
     missing = [name for name in wanted if name not in position]
     if missing:
-        lower = {name.lower(): name for name in available}
-        hints = [
-            f"{name} (the file has {lower[name.lower()]!r})" if name.lower() in lower else name for name in missing
-        ]
         raise PreprocessingError(
-            f"{source}: channels {', '.join(hints)} are not in the file, which has {list(available)}. "
+            f"{source}: channels {', '.join(with_case_hints(missing, available))} are not in the file, which has "
+            f"{list(available)}. "
             "Choose another --channels set or list the channels explicitly."
         )
     return [position[name] for name in wanted]

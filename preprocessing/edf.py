@@ -21,6 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ttdnet.config import config_to_dict, save_config
+from ttdnet.covariance import whitening_matrix
 from ttdnet.data.eeg_windows import INDEX_NAME, EEGWindowWriter
 from ttdnet.preprocessing import mvnn
 from ttdnet.preprocessing.common import (
@@ -269,7 +270,7 @@ def normalise(data: np.ndarray, method: str) -> np.ndarray:
         centred = data - data.mean(axis=1, keepdims=True)
         sigma = mvnn.shrinkage_covariances(centred.T[np.newaxis])[0]
         try:
-            whitener = mvnn.whitening_matrix(sigma)
+            whitener = whitening_matrix(sigma)
         except ValueError as error:
             raise BadRecording(f"channel covariance is singular ({error})") from error
         return whitener @ centred

@@ -10,7 +10,8 @@ and whitens with its inverse square root. ``_cov`` is private; its recipe, repro
 
 Two implementations give the same numbers:
 
-* ``backend="sklearn"`` calls ``StandardScaler`` and ``ledoit_wolf`` once per covariance, as the official code
+* ``backend="sklearn"`` calls :func:`ttdnet.covariance.shrinkage_covariance` (``StandardScaler`` and
+  ``ledoit_wolf``) once per covariance, as the official code
   does (about 830,000 calls per full-size training session in ``time`` mode, i.e. many minutes);
 * ``backend="batched"`` (default) evaluates the same formulas for a whole block of covariances at once with
   numpy (the Ledoit-Wolf shrinkage formula of ``sklearn.covariance.ledoit_wolf_shrinkage``); the tests check it
@@ -21,6 +22,8 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+
+from ttdnet.covariance import shrinkage_covariance
 
 
 MvnnDim = Literal["time", "epochs"]
@@ -74,26 +77,6 @@ def shrinkage_covariances(samples: np.ndarray) -> np.ndarray:
     return scale[..., :, None] * shrunk * scale[..., None, :]
 
 
-def sklearn_shrinkage_covariance(samples: np.ndarray) -> np.ndarray:
-    """One shrinkage covariance with scikit-learn's public API (the recipe of the private ``_cov``).
-
-    Parameters
-    ----------
-    samples : numpy.ndarray, shape (n_samples, n_features)
-
-    Returns
-    -------
-    numpy.ndarray, shape (n_features, n_features)
-    """
-    from sklearn.covariance import ledoit_wolf
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler()
-    standardised = scaler.fit_transform(samples)
-    shrunk = ledoit_wolf(standardised)[0]
-    return scaler.scale_[:, np.newaxis] * shrunk * scaler.scale_[np.newaxis, :]
-
-
 def condition_covariance(
     epochs: np.ndarray, mvnn_dim: MvnnDim, backend: Backend = "batched", block: int = 256, progress=None
 ) -> np.ndarray:
@@ -129,7 +112,7 @@ def condition_covariance(
         if backend == "batched":
             covs = shrinkage_covariances(samples)  # (cond, k, chans, chans)
         elif backend == "sklearn":
-            covs = np.array([[sklearn_shrinkage_covariance(matrix) for matrix in row] for row in samples])
+            covs = np.array([[shrinkage_covariance(matrix) for matrix in row] for row in samples])
         else:
             raise ValueError(f"backend must be 'batched' or 'sklearn', got {backend!r}")
         total += covs.mean(axis=1).sum(axis=0)  # per-condition mean over time/repetitions, summed over conditions
@@ -141,28 +124,6 @@ def condition_covariance(
 def combine_partitions(sigmas: Sequence[np.ndarray]) -> np.ndarray:
     """Equal-weight mean of per-partition covariances (the official ``sigma_part.mean(axis=0)``)."""
     return np.mean(np.stack(sigmas), axis=0)
-
-
-def whitening_matrix(sigma: np.ndarray) -> np.ndarray:
-    """``sigma ** -1/2`` with :func:`scipy.linalg.fractional_matrix_power`, real part.
-
-    Parameters
-    ----------
-    sigma : numpy.ndarray, shape (n_chans, n_chans)
-        Symmetric positive definite.
-
-    Returns
-    -------
-    numpy.ndarray of float64, shape (n_chans, n_chans)
-    """
-    from scipy.linalg import fractional_matrix_power
-
-    whitener = fractional_matrix_power(sigma, -0.5)
-    if np.iscomplexobj(whitener):
-        if np.abs(whitener.imag).max() > 1e-8 * np.abs(whitener.real).max():
-            raise ValueError("the noise covariance is not positive definite; cannot whiten")
-        whitener = whitener.real
-    return np.ascontiguousarray(whitener, dtype=np.float64)
 
 
 def whiten(epochs: np.ndarray, whitener: np.ndarray, block: int = 1024) -> np.ndarray:

@@ -30,6 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ttdnet.config import config_to_dict, save_config
+from ttdnet.covariance import whitening_matrix
 from ttdnet.data.safe_pickle import load_pickled_container
 from ttdnet.data.things_eeg2 import subject_name
 from ttdnet.io import atomic_np_save, atomic_write_json
@@ -538,7 +539,7 @@ def fit_whitener(test: np.ndarray, training: np.ndarray, config) -> tuple[np.nda
         with tqdm(total=data.shape[0], desc=f"MVNN covariance ({name})", unit="cond", leave=False) as bar:
             sigmas[name] = mvnn.condition_covariance(data, config.mvnn_dim, config.mvnn_backend, progress=bar.update)
     sigma = mvnn.combine_partitions(list(sigmas.values()))
-    whitener = mvnn.whitening_matrix(sigma)
+    whitener = whitening_matrix(sigma)
     eigenvalues = np.linalg.eigvalsh(sigma)
     return whitener, {
         "applied": True,

@@ -114,3 +114,8 @@ def test_mismatched_eeg_and_image_set_is_an_error(things_root):
     write_eeg_file(path, np.zeros((3, 80, 17, 100)), list(POSTERIOR_17_CHANNELS), OFFICIAL_TIMES)
     with pytest.raises(Exception, match="3 image conditions, but .* lists 4 test images"):
         make(things_root, split="test")
+
+
+def test_missing_channel_error_suggests_the_cased_name(things_root):
+    with pytest.raises(SelectionError, match=r"\['oz \(did you mean Oz\?\)'\] are not in the data"):
+        make(things_root, split="test", channels=["oz"])

@@ -64,3 +64,10 @@ def make_standard_1005_montage():
 
     name = "colin27_1005" if "colin27_1005" in mne.channels.get_builtin_montages() else "standard_1005"
     return mne.channels.make_standard_montage(name)
+
+
+def with_case_hints(names, known) -> list[str]:
+    """``names`` for an error message, each followed by the correctly cased name in ``known`` when it only
+    differs by case: ``["pz", "Xx"]`` gives ``["pz (did you mean Pz?)", "Xx"]``."""
+    lower = {name.lower(): name for name in known}
+    return [f"{name} (did you mean {lower[name.lower()]}?)" if name.lower() in lower else name for name in names]

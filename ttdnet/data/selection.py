@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ttdnet.data.channels import with_case_hints
 from ttdnet.errors import TtdnetError
 
 
@@ -38,7 +39,8 @@ def channel_indices(available: tuple[str, ...] | list[str], wanted: list[str] | 
     missing = [name for name in wanted if name not in available]
     if missing:
         raise SelectionError(
-            f"channels {missing} are not in the data; it has {len(available)} channels: {', '.join(available)}"
+            f"channels {with_case_hints(missing, available)} are not in the data; it has {len(available)} "
+            f"channels: {', '.join(available)}"
         )
     return np.array([available.index(name) for name in wanted], dtype=np.int64)
 

@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from ttdnet.data.channels import make_standard_1005_montage
+from ttdnet.data.channels import make_standard_1005_montage, with_case_hints
 from ttdnet.data.safe_pickle import NPY_MAGIC, load_pickled_container
 from ttdnet.errors import TtdnetError
 
@@ -265,12 +265,8 @@ def check_channel_names(ch_names: list[str] | tuple[str, ...], source: str) -> t
     known = standard_1005_names()
     unknown = [name for name in ch_names if name not in known]
     if unknown:
-        lower = {name.lower(): name for name in known}
-        hints = [
-            f"{name} (did you mean {lower[name.lower()]}?)" if name.lower() in lower else name for name in unknown
-        ]
         raise ThingsEEG2FormatError(
-            f"{source}: channel names not in the standard 10-05 system: {', '.join(hints)}. "
+            f"{source}: channel names not in the standard 10-05 system: {', '.join(with_case_hints(unknown, known))}. "
             "THINGS-EEG2 uses standard_1005 names such as 'Pz', 'PO7', 'Oz'."
         )
     return tuple(ch_names)

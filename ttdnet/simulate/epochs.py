@@ -13,8 +13,8 @@ depend on how chunks are scheduled and memory stays bounded by the output array.
 from collections.abc import Callable
 
 import numpy as np
-from sklearn.covariance import ledoit_wolf
 
+from ttdnet.covariance import shrinkage_covariance, whitening_matrix
 from ttdnet.data.channels import repetition_permutation
 from ttdnet.simulate.eeg_model import REFERENCE_SFREQ, SubjectModel
 from ttdnet.simulate.names import stable_seed
@@ -64,28 +64,6 @@ def baseline_correct(trials: np.ndarray) -> np.ndarray:
     return trials - trials[..., BASELINE].mean(axis=-1, keepdims=True)
 
 
-def shrunk_covariance(samples: np.ndarray) -> np.ndarray:
-    """Ledoit–Wolf covariance of standardised channels, rescaled (the MVNN ``_cov`` recipe, spec §7).
-
-    Parameters
-    ----------
-    samples : numpy.ndarray, shape (n_samples, C)
-
-    Returns
-    -------
-    numpy.ndarray, shape (C, C)
-    """
-    scale = samples.std(axis=0)
-    shrunk, _ = ledoit_wolf(samples / scale)
-    return shrunk * np.outer(scale, scale)
-
-
-def inverse_sqrt(covariance: np.ndarray) -> np.ndarray:
-    """Symmetric Σ^(−1/2) of a positive-definite ``(C, C)`` matrix."""
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-    return (eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T
-
-
 def mvnn_whitener(subject: SubjectModel, channels: list[int], seed: int) -> np.ndarray:
     """Whitening matrix W = Σ^(−1/2), shape (C, C), from simulated noise-only trials.
 
@@ -96,7 +74,7 @@ def mvnn_whitener(subject: SubjectModel, channels: list[int], seed: int) -> np.n
     rng = np.random.default_rng(stable_seed(seed, "whitening-noise", subject.subject_number))
     noise = baseline_correct(subject.noise(rng, N_WHITENING_TRIALS, len(TIMES), SFREQ, channels))
     samples = noise.transpose(0, 2, 1).reshape(-1, len(channels))
-    return inverse_sqrt(shrunk_covariance(samples))
+    return whitening_matrix(shrinkage_covariance(samples))
 
 
 def simulate_partition(
