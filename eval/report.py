@@ -1,0 +1,337 @@
+"""Write ``metrics.json`` (the source of truth), ``report.md`` and a self-contained ``report.html``.
+
+The Markdown and HTML reports only render values already in ``metrics.json``; they compute nothing. The
+HTML embeds its images as base64 JPEG data URIs, so the file can be mailed or archived alone.
+"""
+
+import base64
+import html
+import io
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from ttdnet import __version__
+from ttdnet.io import atomic_write_json, atomic_write_text
+
+from .images import read_image
+from .pairing import PairedSet
+from .suite import SuiteResult
+
+
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "numpy",
+    "scipy",
+    "scikit-image",
+    "torchmetrics",
+    "torch-fidelity",
+    "lpips",
+    "open_clip_torch",
+    "transformers",
+    "pillow",
+)
+RANKING_PREFERENCE = ("clip", "alexnet5", "inception", "alexnet2", "pairid_lpips_alex", "pairid_pcc", "pcc", "pixcorr")
+SECTIONS = (
+    (
+        "MindEye reconstruction suite",
+        ("pixcorr", "ssim", "alexnet2", "alexnet5", "inception", "clip", "effnet_b", "swav"),
+    ),
+    ("Raw values (TTD-net suite)", ("mse", "pcc", "ssim_rgb", "lpips_alex")),
+    ("Pair-wise identification (TTD-net suite)", ("pairid_mse", "pairid_pcc", "pairid_ssim_rgb", "pairid_lpips_alex")),
+    ("Distribution metrics", ("fid", "kid_mean", "kid_std")),
+    ("n-way identification", ("nway_cls_top1", "nway_cls_top1_mc", "nway_clip_top1_")),
+)
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the libraries that change the numbers."""
+    versions = {"ttdnet": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def build_metrics_document(result: SuiteResult, pairs: PairedSet, config: dict) -> dict:
+    """The ``metrics.json`` content.
+
+    Returns
+    -------
+    dict
+        ``metrics`` (key to entry, ``metrics.md`` §5), ``per_trial`` (trial ids and per-trial scores,
+        mean over samples and sample 0), ``pairing``, ``backbones``, ``settings``, ``versions``, ``seed``
+        and ``config``.
+    """
+    n = pairs.n_trials
+    seed = result.settings.seed
+    metrics = {key: value.to_dict(seed, n) for key, value in result.metrics.items()}
+    scores = {
+        key: [float(v) for v in value.per_trial]
+        for key, value in result.metrics.items()
+        if value.per_trial is not None
+    }
+    scores0 = {
+        key: [float(v) for v in value.per_trial_sample0]
+        for key, value in result.metrics.items()
+        if value.per_trial_sample0 is not None
+    }
+    settings = {
+        "eval_size": result.settings.eval_size,
+        "batch_size": result.settings.batch_size,
+        "device": result.settings.device,
+        "nway_n": result.settings.nway_n,
+        "nway_trials": result.settings.nway_trials,
+        "nway_clip_ns": list(result.settings.nway_clip_ns),
+        "kid_subsets": result.settings.kid_subsets,
+        "kid_subset_size": result.settings.kid_subset_size,
+        "shuffled_pair_derangement": result.derangement,
+    }
+    return {
+        "ttdnet_version": __version__,
+        "n_trials": n,
+        "n_samples": pairs.n_samples,
+        "sample_ids": pairs.sample_ids,
+        "seed": seed,
+        "metrics": metrics,
+        "per_trial": {"trial_ids": pairs.trial_ids, "scores": scores, "scores_sample0": scores0},
+        "pairing": pairs.source
+        | {
+            "ground_truth_files": [str(p) for p in pairs.gt_paths],
+            "reconstruction_files": [[str(p) for p in row] for row in pairs.rec_paths],
+            "missing_trials": pairs.missing_trials,
+        },
+        "backbones": result.backbones,
+        "settings": settings,
+        "versions": package_versions(),
+        "config": config,
+    }
+
+
+def _format(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if value != 0 and (abs(value) >= 1000 or abs(value) < 1e-3):
+            return f"{value:.3e}"
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _chance_text(entry: dict, metrics: dict) -> str:
+    if entry.get("chance") is not None:
+        return _format(entry["chance"])
+    baseline = entry.get("chance_key")
+    if baseline and baseline in metrics:
+        return f"{_format(metrics[baseline]['value'])} (shuffled)"
+    return "–"
+
+
+def _rows(document: dict) -> list[tuple[str, list[dict]]]:
+    metrics = document["metrics"]
+    out = []
+    for title, prefixes in SECTIONS:
+        keys = [
+            key
+            for key in metrics
+            if not key.endswith("_shuffled")
+            and any(key == p or (p.endswith("_") and key.startswith(p)) for p in prefixes)
+        ]
+        if keys:
+            out.append((title, [metrics[key] for key in keys]))
+    return out
+
+
+def ranking_key(document: dict) -> str | None:
+    """The per-trial score used for the best/worst lists: CLIP 2-way when computed, else the first available."""
+    scores = document["per_trial"]["scores"]
+    return next((key for key in RANKING_PREFERENCE if key in scores), None)
+
+
+def best_and_worst(document: dict, count: int = 5) -> tuple[str | None, list[int], list[int]]:
+    """Indices of the ``count`` best and worst trials by :func:`ranking_key` (ties by trial order)."""
+    key = ranking_key(document)
+    if key is None:
+        return None, [], []
+    scores = np.asarray(document["per_trial"]["scores"][key])
+    if document["metrics"][key]["direction"] == "lower":
+        scores = -scores
+    order = np.argsort(-scores, kind="stable")
+    count = min(count, len(order) // 2 or 1)
+    return key, [int(i) for i in order[:count]], [int(i) for i in order[::-1][:count]]
+
+
+def render_markdown(document: dict) -> str:
+    """``report.md``: the metrics table with chance levels, then the caveats and the settings."""
+    metrics = document["metrics"]
+    lines = [
+        "# Evaluation report",
+        "",
+        f"- Trials: {document['n_trials']}; samples per trial: {document['n_samples']} "
+        f"({', '.join(document['sample_ids'])})",
+        f"- Ground truth: {document['pairing'].get('ground_truth')} ({document['pairing'].get('ground_truth_kind')}); "
+        f"pairing by {document['pairing'].get('mode')}",
+        f"- Seed: {document['seed']}; ttdnet {document['ttdnet_version']}",
+        "- Value = mean over sample sets of the score of each set (sample s of every trial vs all N ground truths); "
+        "sample 0 is shown beside it. The max over samples is never reported.",
+        "",
+    ]
+    for title, entries in _rows(document):
+        lines += [
+            f"## {title}",
+            "",
+            "| Metric | Key | Value | Sample 0 | Std | 95% CI | Chance / baseline | Better |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for entry in entries:
+            ci = entry.get("ci95")
+            ci_text = f"[{_format(ci[0])}, {_format(ci[1])}]" if ci else "–"
+            lines.append(
+                f"| {entry['name']} | `{entry['key']}` | {_format(entry['value'])} | "
+                f"{_format(entry['value_sample0'])} | "
+                f"{_format(entry['std'])} | {ci_text} | {_chance_text(entry, metrics)} | {entry['direction']} |"
+            )
+        lines.append("")
+    notes = [entry for entry in metrics.values() if entry.get("caveat") or entry.get("mc_ci95")]
+    if notes:
+        lines += ["## Notes", ""]
+        for entry in notes:
+            if entry.get("caveat"):
+                lines.append(f"- `{entry['key']}`: {entry['caveat']}")
+            if entry.get("mc_ci95"):
+                low, high = entry["mc_ci95"]
+                lines.append(
+                    f"- `{entry['key']}`: Monte-Carlo 95% interval [{_format(low)}, {_format(high)}] "
+                    f"({entry['settings'].get('trials')} draws per trial)."
+                )
+        lines.append("")
+    key, best, worst = best_and_worst(document)
+    if key:
+        ids = document["per_trial"]["trial_ids"]
+        scores = document["per_trial"]["scores"][key]
+        lines += [
+            f"## Best and worst trials by `{key}`",
+            "",
+            "| Rank | Best | Score | Worst | Score |",
+            "|---|---|---|---|---|",
+        ]
+        for rank, (b, w) in enumerate(zip(best, worst), start=1):
+            lines.append(f"| {rank} | {ids[b]} | {_format(scores[b])} | {ids[w]} | {_format(scores[w])} |")
+        lines.append("")
+    lines += ["## Definitions", ""]
+    lines += [f"- `{entry['key']}` ({entry['name']}): {entry['definition']}" for entry in metrics.values()]
+    lines += [
+        "",
+        "Settings, weights, per-trial scores and versions are in `metrics.json`. The images are in `report.html`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _thumbnail(path: str | os.PathLike, size: int) -> str:
+    from PIL import Image
+
+    image = Image.fromarray(read_image(path))
+    image.thumbnail((size, size), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _figure(src: str, caption: str) -> str:
+    caption = html.escape(caption)
+    return f'<figure><img src="{src}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
+
+
+def render_html(
+    document: dict, pairs: PairedSet, grid_trials: int = 12, thumbnail_size: int = 128, max_samples: int = 4
+) -> str:
+    """``report.html``: metrics table with chance levels, a GT/reconstruction grid and the best and worst trials."""
+    metrics = document["metrics"]
+    cache: dict[str, str] = {}
+
+    def thumb(path) -> str:
+        key = str(path)
+        if key not in cache:
+            cache[key] = _thumbnail(path, thumbnail_size)
+        return cache[key]
+
+    def trial_row(i: int, label: str) -> str:
+        cells = [_figure(thumb(pairs.gt_paths[i]), f"GT {pairs.trial_ids[i]}")]
+        for s, sample in enumerate(pairs.sample_ids[:max_samples]):
+            cells.append(_figure(thumb(pairs.rec_paths[s][i]), f"sample {sample}"))
+        return f'<div class="row"><div class="label">{html.escape(label)}</div>{"".join(cells)}</div>'
+
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>ttdnet evaluation report</title>',
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin-bottom:1.5em}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+        ".row{display:flex;align-items:center;gap:6px;margin:4px 0}.label{width:16em;font-size:0.85em}"
+        "figure{margin:0}figcaption{font-size:0.7em;text-align:center}img{display:block}</style></head><body>",
+        "<h1>Evaluation report</h1>",
+        f"<p>{document['n_trials']} trials, {document['n_samples']} sample(s) per trial. Ground truth: "
+        f"{html.escape(str(document['pairing'].get('ground_truth')))}. Seed {document['seed']}. "
+        "Values are means over sample sets; "
+        "sample 0 beside them; never the max over samples.</p>",
+    ]
+    for title, entries in _rows(document):
+        parts.append(
+            f"<h2>{html.escape(title)}</h2><table><tr><th>Metric</th><th>Value</th><th>Sample 0</th><th>Std</th>"
+            "<th>95% CI</th><th>Chance / baseline</th><th>Better</th></tr>"
+        )
+        for entry in entries:
+            ci = entry.get("ci95")
+            ci_text = f"[{_format(ci[0])}, {_format(ci[1])}]" if ci else "–"
+            parts.append(
+                f'<tr><td title="{html.escape(entry["definition"])}">'
+                f"{html.escape(entry['name'])} <code>{entry['key']}</code></td>"
+                f"<td>{_format(entry['value'])}</td><td>{_format(entry['value_sample0'])}</td><td>{_format(entry['std'])}</td>"
+                f"<td>{ci_text}</td><td>{html.escape(_chance_text(entry, metrics))}</td>"
+                f"<td>{entry['direction']}</td></tr>"
+            )
+        parts.append("</table>")
+    caveats = [entry for entry in metrics.values() if entry.get("caveat")]
+    if caveats:
+        parts.append(
+            "<ul>"
+            + "".join(f"<li><code>{e['key']}</code>: {html.escape(e['caveat'])}</li>" for e in caveats)
+            + "</ul>"
+        )
+    parts.append(f"<h2>Ground truth and reconstructions (first {min(grid_trials, pairs.n_trials)} trials)</h2>")
+    parts += [trial_row(i, pairs.trial_ids[i]) for i in range(min(grid_trials, pairs.n_trials))]
+    key, best, worst = best_and_worst(document)
+    if key:
+        scores = document["per_trial"]["scores"][key]
+        name = metrics[key]["name"]
+        parts.append(f"<h2>Best trials by {html.escape(name)}</h2>")
+        parts += [trial_row(i, f"{pairs.trial_ids[i]}: {_format(scores[i])}") for i in best]
+        parts.append(f"<h2>Worst trials by {html.escape(name)}</h2>")
+        parts += [trial_row(i, f"{pairs.trial_ids[i]}: {_format(scores[i])}") for i in worst]
+    parts.append(
+        "<p>Definitions, settings, weights and per-trial scores: <code>metrics.json</code>.</p></body></html>"
+    )
+    return "\n".join(parts)
+
+
+def write_outputs(
+    output_dir: str | os.PathLike, document: dict, pairs: PairedSet, grid_trials: int = 12
+) -> dict[str, Path]:
+    """Write ``metrics.json``, ``report.md`` and ``report.html`` atomically into ``output_dir``."""
+    output_dir = Path(output_dir)
+    paths = {
+        "metrics": output_dir / "metrics.json",
+        "markdown": output_dir / "report.md",
+        "html": output_dir / "report.html",
+    }
+    atomic_write_json(paths["metrics"], document)
+    atomic_write_text(paths["markdown"], render_markdown(document))
+    atomic_write_text(paths["html"], render_html(document, pairs, grid_trials=grid_trials))
+    return paths
