@@ -114,30 +114,6 @@ def build_model(config: PretrainConfig):
     )
 
 
-class BestOnValidation:
-    """The lowest validation loss so far and the encoder weights that reached it (saved in checkpoints)."""
-
-    def __init__(self):
-        self.loss = math.inf
-        self.step = -1
-        self.weights: dict = {}
-
-    def update(self, loss: float, step: int, encoder) -> bool:
-        if loss >= self.loss:
-            return False
-        self.loss, self.step = loss, step
-        self.weights = {key: value.detach().cpu().clone() for key, value in encoder.state_dict().items()}
-        return True
-
-    def state_dict(self) -> dict:
-        import torch
-
-        return {"loss": torch.tensor(self.loss), "step": torch.tensor(self.step), "weights": self.weights}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.loss, self.step, self.weights = float(state["loss"]), int(state["step"]), dict(state["weights"])
-
-
 def save_encoder(encoder, path: Path, weights: dict | None = None) -> None:
     """``save_pretrained`` into a temporary folder, then rename onto ``path`` (atomic for readers)."""
     import shutil
@@ -190,6 +166,7 @@ def train(config: PretrainConfig) -> dict:
     from ttdnet.io import atomic_write_json
     from ttdnet.stages.pretrain_data import build_datasets
     from ttdnet.stages.training_utils import (
+        BestOnValidation,
         MetricsCSV,
         resolve_checkpoint,
         save_checkpoint,
@@ -246,7 +223,7 @@ def train(config: PretrainConfig) -> dict:
     model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, val_loader, scheduler
     )
-    best = BestOnValidation()
+    best = BestOnValidation(mode="min")
     accelerator.register_for_checkpointing(best)
     # The loader length can change under distribution: recompute the schedule of steps.
     steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
@@ -342,8 +319,8 @@ def train(config: PretrainConfig) -> dict:
     seconds = time.perf_counter() - started
     summary = {
         "final_step": global_step,
-        "best_validation_loss": best.loss,
-        "best_step": best.step,
+        "best_validation_loss": best.value,
+        "best_step": best.at,
         "selection": "lowest masked-MSE validation loss on held-out training concepts (never the test set)",
         "seed": config.seed,
         "mask_ratio": accelerator.unwrap_model(model).mask_ratio,

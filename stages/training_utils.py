@@ -7,6 +7,7 @@ renamed into place, so an interrupted save never leaves a ``checkpoint-*`` folde
 """
 
 import csv
+import math
 import os
 import re
 import shutil
@@ -172,3 +173,56 @@ def tracker_config(config_dict: dict) -> dict:
     for key, value in config_dict.items():
         flat[key] = value if isinstance(value, int | float | str | bool) else str(value)
     return flat
+
+
+class BestOnValidation:
+    """The best validation value so far, when it was reached, and the model weights that reached it.
+
+    Register it with ``accelerator.register_for_checkpointing`` so a resumed run restores the exact weights
+    it would ship. Selection is on validation data only, never on the test set.
+
+    Parameters
+    ----------
+    mode : {"min", "max"}
+        Whether a lower value (a loss) or a higher value (an accuracy) is better.
+
+    Attributes
+    ----------
+    value : float
+        Best value so far (``inf`` or ``-inf`` before the first update).
+    at : int
+        Step or epoch of the best value (-1 before the first update).
+    weights : dict of str to torch.Tensor
+        CPU copy of the state dict at the best value (empty before the first update).
+    """
+
+    def __init__(self, mode: str = "min"):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.mode = mode
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the best value (e.g. before the next cross-validation fold)."""
+        self.value = math.inf if self.mode == "min" else -math.inf
+        self.at = -1
+        self.weights: dict = {}
+
+    def update(self, value: float, at: int, model: torch.nn.Module) -> bool:
+        """Record ``value`` reached at step/epoch ``at`` if it is strictly better; return whether it was."""
+        better = value < self.value if self.mode == "min" else value > self.value
+        if not better:
+            return False
+        self.value, self.at = value, at
+        self.weights = {key: tensor.detach().cpu().clone() for key, tensor in model.state_dict().items()}
+        return True
+
+    def state_dict(self) -> dict:
+        return {
+            "value": torch.tensor(self.value, dtype=torch.float64),
+            "at": torch.tensor(self.at),
+            "weights": self.weights,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value, self.at, self.weights = float(state["value"]), int(state["at"]), dict(state["weights"])

@@ -119,3 +119,10 @@ def test_mismatched_eeg_and_image_set_is_an_error(things_root):
 def test_missing_channel_error_suggests_the_cased_name(things_root):
     with pytest.raises(SelectionError, match=r"\['oz \(did you mean Oz\?\)'\] are not in the data"):
         make(things_root, split="test", channels=["oz"])
+
+
+def test_image_indices_follow_the_samples(things_root):
+    dataset = make(things_root, split="val", val_fraction=0.4, split_seed=3, average_repetitions=False)
+    assert list(dataset.image_indices) == [dataset[i].image_index for i in range(len(dataset))]
+    with pytest.raises(ValueError):
+        dataset.image_indices[0] = 5

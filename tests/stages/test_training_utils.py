@@ -95,3 +95,24 @@ def test_trackers(monkeypatch):
     with pytest.raises(TtdnetError, match="unknown tracker"):
         tracker_setup("mlflo")
     assert tracker_config({"a": [1, 2], "b": None, "c": 1.5}) == {"a": "[1, 2]", "b": "None", "c": 1.5}
+
+
+def test_best_on_validation_min_and_max():
+    import torch
+
+    from ttdnet.stages.training_utils import BestOnValidation
+
+    model = torch.nn.Linear(2, 1)
+    lowest = BestOnValidation("min")
+    assert lowest.update(0.5, 1, model) and not lowest.update(0.5, 2, model) and lowest.update(0.4, 3, model)
+    assert (lowest.value, lowest.at) == (0.4, 3)
+    with torch.no_grad():
+        model.weight.fill_(7.0)
+    assert not lowest.update(0.9, 4, model) and not torch.equal(lowest.weights["weight"], model.weight)
+    highest = BestOnValidation("max")
+    assert highest.update(0.1, 1, model) and not highest.update(0.05, 2, model)
+    restored = BestOnValidation("max")
+    restored.load_state_dict(highest.state_dict())
+    assert (restored.value, restored.at) == (0.1, 1) and torch.equal(restored.weights["weight"], model.weight)
+    highest.reset()
+    assert highest.value == float("-inf") and highest.weights == {}

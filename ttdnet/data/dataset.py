@@ -180,6 +180,13 @@ class ThingsEEG2Dataset(Dataset):
         return self._arrays[position]
 
     @property
+    def image_indices(self) -> np.ndarray:
+        """Image row of every sample, shape (n_samples,) int (read-only view)."""
+        view = self._rows.view()
+        view.flags.writeable = False
+        return view
+
+    @property
     def n_chans(self) -> int:
         return len(self.ch_names)
 

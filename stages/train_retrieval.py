@@ -1,0 +1,153 @@
+"""``ttdnet train-retrieval``: contrastive EEG-to-image retrieval with honest zero-shot evaluation.
+
+Run it as ``accelerate launch -m ttdnet train-retrieval --config configs/retrieval.yaml`` (or ``ttdnet
+train-retrieval ...`` on one device). Protocols (``shared/specs/design-sources.md`` §2.5, §7.1):
+
+* ``intra``: one model per subject, trained on that subject's training split;
+* ``inter`` (leave-one-subject-out): per held-out subject, a **freshly initialised** model (same seed for every
+  fold, D9) trained on the other subjects' training splits.
+
+Model selection uses the validation split only (held-out *training concepts*, D5/R7) or the last epoch; the
+test set is scored once, at the end of a fold, with the selected weights. Per-epoch test curves can be logged
+(``--log_test_curves``); they are labelled ``test_curve`` and never read by the selection code.
+
+Outputs in ``output_dir``: ``results.json``, ``results.csv``, ``results.md`` (protocol next to the numbers),
+``config.yaml``, and per fold ``<protocol>/sub-XX/`` with ``model/`` (selected weights), ``model-last/``,
+``metrics.csv``, ``checkpoint-N/`` and ``fold_results.json`` (a finished fold is skipped on resume).
+"""
+
+import argparse
+import dataclasses
+import json
+from typing import Literal
+
+from ttdnet.cli import Command
+
+
+@dataclasses.dataclass
+class RetrievalConfig:
+    """Options of ``ttdnet train-retrieval``. Flag names follow diffusers' training scripts."""
+
+    # Data.
+    dataset_root: str | None = dataclasses.field(default=None, metadata={"help": "THINGS-EEG2 root"})
+    features: str | None = dataclasses.field(
+        default=None, metadata={"help": "image feature file from `ttdnet features` (or your own, same format)"}
+    )
+    subjects: list[str] | None = dataclasses.field(
+        default=None, metadata={"help": "subjects taking part (e.g. 1 2 or sub-01); default all in the root"}
+    )
+    eval_subjects: list[str] | None = dataclasses.field(
+        default=None, metadata={"help": "subjects to run folds for (intra: train+test; inter: held out); default all"}
+    )
+    channels: list[str] | None = dataclasses.field(default=None, metadata={"help": "channel names; default all"})
+    tmin: float | None = dataclasses.field(default=None, metadata={"help": "window start in seconds (inclusive)"})
+    tmax: float | None = dataclasses.field(default=None, metadata={"help": "window end in seconds (exclusive)"})
+    train_average_repetitions: bool = dataclasses.field(
+        default=True, metadata={"help": "train on the mean of the 4 repetitions (else one sample per repetition)"}
+    )
+    test_averaging: Literal["avg_input", "avg_embed"] = dataclasses.field(
+        default="avg_input",
+        metadata={"help": "avg_input: average test repetitions then encode; avg_embed: encode each, average"},
+    )
+    val_fraction: float = dataclasses.field(
+        default=0.1, metadata={"help": "fraction of training concepts held out for validation (model selection)"}
+    )
+    split_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the validation split"})
+    cache_dir: str | None = dataclasses.field(default=None, metadata={"help": "float32 cache root of the data layer"})
+    protocol: Literal["intra", "inter"] = dataclasses.field(
+        default="intra", metadata={"help": "intra: one model per subject; inter: leave-one-subject-out"}
+    )
+    # Model.
+    encoder: str = dataclasses.field(
+        default="eegproject", metadata={"help": "EEG encoder from the registry: eegproject, nice, inceptsad"}
+    )
+    encoder_size: Literal["default", "tiny"] = dataclasses.field(
+        default="default", metadata={"help": "the registry's default or tiny (tests) architecture"}
+    )
+    encoder_pretrained: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "inceptsad: a Stage A save_pretrained folder (output_dir/encoder) to start from"},
+    )
+    freeze_encoder: bool = dataclasses.field(default=False, metadata={"help": "keep the EEG encoder frozen"})
+    proj_dim: int = dataclasses.field(default=512, metadata={"help": "width of the shared embedding space"})
+    image_hidden_dim: int = dataclasses.field(default=1024, metadata={"help": "hidden width of the image projector"})
+    layer_mode: Literal["router", "single", "uniform"] = dataclasses.field(
+        default="router", metadata={"help": "subject-aware softmax router over layers, one layer, or equal weights"}
+    )
+    single_layer: int = dataclasses.field(default=-1, metadata={"help": "layer index for --layer_mode single"})
+    router_init_logits: list[float] | None = dataclasses.field(
+        default=None, metadata={"help": "initial global prior logits, one per layer (default zeros)"}
+    )
+    router_subject_dropout: float = dataclasses.field(default=0.3, metadata={"help": "drop a sample's subject bias"})
+    router_layer_dropout: float = dataclasses.field(default=0.1, metadata={"help": "drop a layer (logit -> -inf)"})
+    router_temperature: float = dataclasses.field(default=1.0, metadata={"help": "router softmax temperature"})
+    shared_head: bool = dataclasses.field(default=True, metadata={"help": "shared linear head on both towers"})
+    learn_temperature: bool = dataclasses.field(default=True, metadata={"help": "learn the InfoNCE temperature"})
+    init_temperature: float = dataclasses.field(default=0.07, metadata={"help": "initial InfoNCE temperature"})
+    # Loss and augmentation.
+    mmd_epochs: int = dataclasses.field(default=20, metadata={"help": "epochs of the MMD warm stage (0 = off)"})
+    mmd_weight_start: float = dataclasses.field(default=0.9, metadata={"help": "MMD weight at epoch 1"})
+    mmd_weight_end: float = dataclasses.field(default=0.2, metadata={"help": "MMD weight at epoch mmd_epochs"})
+    smooth_prob: float = dataclasses.field(default=0.3, metadata={"help": "probability of Gaussian smoothing"})
+    smooth_kernel: int = dataclasses.field(default=5, metadata={"help": "smoothing kernel size (odd, samples)"})
+    smooth_sigma: float = dataclasses.field(default=1.0, metadata={"help": "smoothing kernel sigma (samples)"})
+    # Optimisation.
+    output_dir: str = dataclasses.field(default="outputs/retrieval", metadata={"help": "run folder"})
+    seed: int = dataclasses.field(default=42, metadata={"help": "seeds init (the same for every fold) and data order"})
+    train_batch_size: int = dataclasses.field(default=1024, metadata={"help": "batch size per device"})
+    num_train_epochs: int = dataclasses.field(default=100, metadata={"help": "epochs per fold"})
+    learning_rate: float = 1e-4
+    adam_weight_decay: float = 1e-4
+    lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "linear"] = "constant"
+    lr_warmup_steps: int = 0
+    max_grad_norm: float = dataclasses.field(default=1.0, metadata={"help": "gradient clipping norm"})
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = dataclasses.field(
+        default=None, metadata={"help": "default: the accelerate config's"}
+    )
+    dataloader_num_workers: int = 0
+    # Selection, evaluation, checkpoints, logging.
+    model_selection: Literal["validation", "last"] = dataclasses.field(
+        default="validation", metadata={"help": "best validation score (held-out training concepts) or last epoch"}
+    )
+    selection_metric: str = dataclasses.field(
+        default="top1_200way", metadata={"help": "validation key to maximise (top1, top5, top1_200way, ...)"}
+    )
+    validation_epochs: int = dataclasses.field(default=1, metadata={"help": "validate every N epochs"})
+    log_test_curves: bool = dataclasses.field(
+        default=False, metadata={"help": "also log per-epoch test scores, labelled test_curve (never used to select)"}
+    )
+    kway: list[int] = dataclasses.field(
+        default_factory=lambda: [2, 4, 10, 50, 100, 200], metadata={"help": "k-way sizes"}
+    )
+    topk: list[int] = dataclasses.field(default_factory=lambda: [1, 5], metadata={"help": "top-t cut-offs"})
+    mc_trials: int = dataclasses.field(
+        default=100, metadata={"help": "seeded Monte-Carlo k-way draws per query at test time (0 = exact only)"}
+    )
+    checkpointing_steps: int = dataclasses.field(default=500, metadata={"help": "save a checkpoint every N steps"})
+    checkpoints_total_limit: int | None = dataclasses.field(default=2, metadata={"help": "checkpoints kept per fold"})
+    resume_from_checkpoint: str | None = dataclasses.field(
+        default=None, metadata={"help": "'latest' (finished folds are skipped) or a path to a checkpoint-N folder"}
+    )
+    report_to: str = dataclasses.field(default="tensorboard", metadata={"help": "tensorboard, wandb, all or none"})
+    logging_dir: str = dataclasses.field(default="logs", metadata={"help": "tracker folder inside output_dir"})
+
+
+def run(config: RetrievalConfig, namespace: argparse.Namespace) -> int:
+    from ttdnet.stages.retrieval_training import train
+
+    results = train(config)
+    print(json.dumps(results["summary"], indent=2))
+    return 0
+
+
+COMMAND = Command(
+    name="train-retrieval",
+    summary="Contrastive EEG-to-image retrieval (intra / leave-one-subject-out), selected on validation",
+    config_class=RetrievalConfig,
+    run=run,
+    description=(
+        "Train an EEG encoder against cached image features (ttdnet features) with symmetric InfoNCE (optional MMD "
+        "warm stage), select on held-out training concepts, score the 200 test images once. Run with `accelerate "
+        "launch -m ttdnet train-retrieval --config configs/retrieval.yaml`. Writes results.json/.csv/.md."
+    ),
+)

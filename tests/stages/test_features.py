@@ -1,0 +1,185 @@
+"""``ttdnet features``: the file format, cache reuse and invalidation, resume, backbones and hooks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_image_set
+from PIL import Image
+
+from ttdnet.cli import available_commands, build_parser, main
+from ttdnet.stages import retrieval_features
+from ttdnet.stages.retrieval_features import (
+    FeatureFileError,
+    ImageFolderList,
+    read_feature_file,
+    run_features,
+    write_feature_file,
+)
+
+
+@pytest.fixture(scope="module")
+def image_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    write_image_set(root / "image_set")  # 15 training images, 4 test images, 16 x 16 random pixels
+    return root
+
+
+def config(image_set, tmp_path, *args):
+    command = available_commands()["features"]
+    parsed, _ = build_parser(command).parse_config(
+        ["--image_dir", str(image_set), "--output_dir", str(tmp_path / "features"), *args]
+    )
+    return parsed
+
+
+def expected_thumbnail(path, n):
+    """Independent reference: the 16 x 16 RGB image in [0, 1], averaged over (16/n) x (16/n) blocks."""
+    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255.0
+    block = 16 // n
+    return pixels.reshape(n, block, n, block, 3).mean(axis=(1, 3)).transpose(2, 0, 1).reshape(-1)
+
+
+def test_pixels_round_trip_matches_an_independent_computation(image_set, tmp_path):
+    summary = run_features(config(image_set, tmp_path, "--layers", "rgb4", "rgb8"))
+    loaded = read_feature_file(summary["output"])
+    assert loaded.layer_names == ["rgb4", "rgb8"] and loaded.layer_dims == [48, 192]
+    assert loaded.features["training"].shape == (15, 2, 192) and loaded.features["training"].dtype == torch.float16
+    assert not loaded.normalized
+    for split in ("training", "test"):
+        for row, relative in enumerate(loaded.paths[split]):
+            path = image_set / "image_set" / relative
+            got = loaded.features[split][row].float().numpy()
+            np.testing.assert_allclose(got[0, :48], expected_thumbnail(path, 4), atol=2e-3)
+            np.testing.assert_allclose(got[1], expected_thumbnail(path, 8), atol=2e-3)
+            assert np.all(got[0, 48:] == 0)  # narrower layers are zero-padded
+    assert loaded.paths["test"][0].startswith("test_images/00001_antelope/")
+
+
+def test_cache_is_reused_when_settings_match_and_rebuilt_otherwise(image_set, tmp_path):
+    first = run_features(config(image_set, tmp_path))
+    path = tmp_path / "features" / "pixels.safetensors"
+    stamp = path.stat().st_mtime_ns
+    again = run_features(config(image_set, tmp_path))
+    assert again["reused"] and path.stat().st_mtime_ns == stamp and not first["reused"]
+    changed = run_features(config(image_set, tmp_path, "--layers", "rgb2"))
+    assert not changed["reused"] and read_feature_file(path).layer_names == ["rgb2"]
+    assert not run_features(config(image_set, tmp_path, "--layers", "rgb2", "--overwrite"))["reused"]
+    assert not (tmp_path / "features" / ".pixels.safetensors.partial").exists()
+
+
+def test_interrupted_extraction_resumes_from_saved_chunks(image_set, tmp_path, monkeypatch):
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(retrieval_features, "write_feature_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_features(config(image_set, tmp_path, "--chunk_size", "4", "--layers", "rgb2"))
+    partial = tmp_path / "features" / ".pixels.safetensors.partial"
+    chunks = sorted(p.name for p in partial.glob("*.safetensors"))
+    assert chunks == ["test-0000000.safetensors"] + [f"training-{i:07d}.safetensors" for i in (0, 4, 8, 12)]
+    # Mark one saved chunk: the resumed run must take it as is instead of recomputing it.
+    from safetensors.torch import load_file, save_file
+
+    marked = load_file(str(partial / "training-0000004.safetensors"))
+    save_file({"layer0": torch.full_like(marked["layer0"], 0.25)}, str(partial / "training-0000004.safetensors"))
+    monkeypatch.undo()
+    run_features(config(image_set, tmp_path, "--chunk_size", "4", "--layers", "rgb2"))
+    features = read_feature_file(tmp_path / "features" / "pixels.safetensors").features["training"].float()
+    assert torch.all(features[4:8] == 0.25) and not torch.all(features[:4] == 0.25)
+    assert not partial.exists()
+
+
+def test_file_checks(image_set, tmp_path):
+    run_features(config(image_set, tmp_path, "--layers", "rgb2"))
+    loaded = read_feature_file(tmp_path / "features" / "pixels.safetensors")
+    with pytest.raises(FeatureFileError, match="row 1 is"):
+        loaded.check_paths("test", [loaded.paths["test"][0], *reversed(loaded.paths["test"][1:])])
+    with pytest.raises(FeatureFileError, match="not normalised"):
+        read_feature_file(tmp_path / "features" / "pixels.safetensors", expect_normalized=True)
+    with pytest.raises(FeatureFileError, match="overflow float16"):
+        write_feature_file(
+            tmp_path / "bad.safetensors",
+            {"training": torch.full((1, 1, 2), 1e6), "test": torch.zeros(1, 1, 2)},
+            {"training": ["a"], "test": ["b"]},
+            ["x"],
+            [2],
+            False,
+            {},
+        )
+    other = tmp_path / "other.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"training": torch.zeros(1, 1, 1)}, str(other), metadata={"format": "something-else"})
+    with pytest.raises(FeatureFileError, match="expected 'ttdnet-image-features'"):
+        read_feature_file(other)
+
+
+def test_user_supplied_file_in_the_documented_format_is_accepted(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "mine.safetensors"
+    metadata = {"format": "ttdnet-image-features", "version": "1", "training_paths": json.dumps(["a.jpg", "b.jpg"]),
+                "test_paths": json.dumps(["c.jpg"]), "layer_names": json.dumps(["l1", "l2"]),
+                "layer_dims": json.dumps([3, 3]), "normalized": "true"}  # fmt: skip
+    save_file({"training": torch.ones(2, 2, 3, dtype=torch.float16), "test": torch.ones(1, 2, 3, dtype=torch.float16)},
+              str(path), metadata=metadata)  # fmt: skip
+    loaded = read_feature_file(path, expect_normalized=True)
+    assert loaded.n_layers == 2 and loaded.dim == 3 and loaded.paths["test"] == ["c.jpg"]
+
+
+def test_torchvision_random_backbone_with_hooks_and_grid_pooling(image_set, tmp_path):
+    assert (
+        main(
+            [
+                "features",
+                "--image_dir",
+                str(image_set),
+                "--backbone",
+                "torchvision:resnet18",
+                "--output_dir",
+                str(tmp_path),
+            ]
+        )
+        == 1
+    )  # fmt: skip  (no weights and no --random_init)
+    args = ["--backbone", "torchvision:resnet18", "--random_init", "--layers", "layer1", "layer4", "final"]
+    summary = run_features(config(image_set, tmp_path, *args, "--pooling", "grid", "--image_size", "32"))
+    loaded = read_feature_file(summary["output"])
+    assert loaded.layer_dims == [64 * 4, 512 * 4, 1000]  # channels x 2 x 2 cells (adaptive pooling)
+    assert loaded.features["test"].shape == (4, 3, 2048)
+    # Independent check of the final embedding: the same seeded network on the same preprocessed images.
+    import torchvision
+
+    torch.manual_seed(0)
+    network = torchvision.models.resnet18(weights=None).eval()
+    images = ImageFolderList(image_set / "image_set", loaded.paths["test"], 32, (0.485, 0.456, 0.406),
+                             (0.229, 0.224, 0.225))  # fmt: skip
+    with torch.no_grad():
+        logits = network(torch.stack([images[i] for i in range(4)]))
+    torch.testing.assert_close(
+        loaded.features["test"][:, 2, :1000].float(), logits.half().float(), rtol=2e-3, atol=2e-3
+    )
+
+
+def test_transformers_backbone_from_a_local_folder(image_set, tmp_path):
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    tiny = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            image_size=32, patch_size=8, projection_dim=8)  # fmt: skip
+    model = CLIPVisionModelWithProjection(tiny).eval()
+    model.save_pretrained(tmp_path / "tiny-clip")
+    summary = run_features(config(image_set, tmp_path, "--backbone", f"transformers:{tmp_path / 'tiny-clip'}",
+                                  "--layers", "vision_model.encoder.layers.0", "final"))  # fmt: skip
+    loaded = read_feature_file(summary["output"])
+    assert loaded.layer_dims == [16, 8] and loaded.settings["image_size"] == 32
+    images = ImageFolderList(image_set / "image_set", loaded.paths["test"], 32, (0.485, 0.456, 0.406),
+                             (0.229, 0.224, 0.225))  # fmt: skip
+    with torch.no_grad():
+        output = model(pixel_values=torch.stack([images[i] for i in range(4)]), output_hidden_states=True)
+    torch.testing.assert_close(loaded.features["test"][:, 1, :8].float(), output.image_embeds.half().float(),
+                               rtol=2e-3, atol=2e-3)  # fmt: skip
+    torch.testing.assert_close(loaded.features["test"][:, 0, :16].float(),
+                               output.hidden_states[1].mean(dim=1).half().float(), rtol=2e-3, atol=2e-3)  # fmt: skip

@@ -1,0 +1,134 @@
+"""Registry of EEG encoders for retrieval and other embedding tasks.
+
+Every encoder follows the Stage A model contract: a diffusers ``ModelMixin``/``ConfigMixin`` (so
+``save_pretrained``/``from_pretrained`` work), the signal parameters ``n_chans, n_times, sfreq, chs_info,
+input_window_seconds`` resolved by :meth:`ttdnet.models.signal.SignalSpec.infer` into ``model.signal``, and
+input ``(batch, n_chans, n_times)``. :func:`encode` turns any of them into one embedding ``(batch, D)``
+(``D = embedding_dim(model)``).
+
+Adding an encoder is one file (the model) and one line in :data:`ENCODERS`; the tests in
+``tests/test_encoder_registry.py`` are parametrised over this dict, so a new entry is tested automatically.
+"""
+
+import dataclasses
+
+import torch
+
+from ttdnet.data.channels import POSTERIOR_17_CHANNELS
+from ttdnet.models.eegproject import EEGProjectEncoder
+from ttdnet.models.inceptsad import EncoderOutput, InceptSADEncoder
+from ttdnet.models.nice import NICEEncoder
+from ttdnet.models.presets import encoder_preset
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisteredEncoder:
+    """One registry entry.
+
+    Attributes
+    ----------
+    cls : type
+        The model class (``ModelMixin``, ``ConfigMixin``), built as ``cls(**signal, **defaults, **overrides)``.
+    summary : str
+        One line for documentation and ``--help``.
+    defaults : dict
+        Architecture keyword arguments of the default configuration (beyond the signal contract).
+    tiny : dict
+        Architecture keyword arguments of a very small instance (tests, smoke runs).
+    """
+
+    cls: type
+    summary: str
+    defaults: dict = dataclasses.field(default_factory=dict)
+    tiny: dict = dataclasses.field(default_factory=dict)
+
+
+_INCEPTSAD_ARCH = {
+    key: value for key, value in encoder_preset("things17").items() if key not in ("chs_info", "n_times", "sfreq")
+}
+_INCEPTSAD_TINY = {
+    key: value for key, value in encoder_preset("tiny").items() if key not in ("chs_info", "n_times", "sfreq")
+}
+
+ENCODERS: dict[str, RegisteredEncoder] = {
+    "eegproject": RegisteredEncoder(
+        EEGProjectEncoder, "SUPA-EEG MLP: flatten -> linear -> residual GELU block -> LayerNorm",
+        {"hidden_dim": 1024, "drop_prob": 0.3}, {"hidden_dim": 32, "drop_prob": 0.1},
+    ),
+    "nice": RegisteredEncoder(
+        NICEEncoder, "NICE temporal-spatial convolution (TSConv) + residual projection",
+        {"n_filters": 40, "embed_dim": 768}, {"n_filters": 4, "embed_dim": 16},
+    ),
+    "inceptsad": RegisteredEncoder(
+        InceptSADEncoder, "Stage A InceptSAD encoder (pooled tokens); can start from a Stage A save_pretrained folder",
+        _INCEPTSAD_ARCH, _INCEPTSAD_TINY,
+    ),
+}  # fmt: skip
+
+
+def encoder_names() -> list[str]:
+    """Names of the registered encoders."""
+    return sorted(ENCODERS)
+
+
+def get_encoder_class(name: str) -> type:
+    """The class registered under ``name`` (``KeyError`` naming the choices otherwise)."""
+    if name not in ENCODERS:
+        raise KeyError(f"unknown EEG encoder {name!r}; registered: {encoder_names()}")
+    return ENCODERS[name].cls
+
+
+def build_encoder(name: str, signal: dict, size: str = "default", **overrides):
+    """Build a registered encoder.
+
+    Parameters
+    ----------
+    name : str
+        Registry key (see :func:`encoder_names`).
+    signal : dict
+        Signal-contract keyword arguments (``chs_info``/``n_chans``, ``n_times``, ``sfreq``, ...).
+    size : {"default", "tiny"}
+        Which architecture keyword arguments to start from.
+    **overrides
+        Architecture keyword arguments that replace the chosen ones.
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    entry = ENCODERS.get(name)
+    if entry is None:
+        raise KeyError(f"unknown EEG encoder {name!r}; registered: {encoder_names()}")
+    if size not in ("default", "tiny"):
+        raise ValueError(f"size must be 'default' or 'tiny', got {size!r}")
+    kwargs = dict(entry.defaults if size == "default" else entry.tiny)
+    kwargs.update(overrides)
+    return entry.cls(**signal, **kwargs)
+
+
+def embedding_dim(encoder) -> int:
+    """Width ``D`` of :func:`encode`'s output for ``encoder``."""
+    if isinstance(encoder, InceptSADEncoder):
+        return int(encoder.config.embed_dim)
+    return int(encoder.embedding_dim)
+
+
+def encode(encoder, x: torch.Tensor) -> torch.Tensor:
+    """One embedding per window.
+
+    Parameters
+    ----------
+    encoder : a registered encoder
+    x : torch.Tensor, shape (batch, n_chans, n_times)
+
+    Returns
+    -------
+    torch.Tensor, shape (batch, embedding_dim(encoder))
+        InceptSAD's ``pooled`` token mean, the others' output.
+    """
+    output = encoder(x)
+    return output.pooled if isinstance(output, EncoderOutput) else output
+
+
+DEFAULT_SIGNAL = {"chs_info": [{"ch_name": name} for name in POSTERIOR_17_CHANNELS], "n_times": 100, "sfreq": 100.0}
+"""The official THINGS-EEG2 release: 17 posterior channels, 100 samples at 100 Hz."""
