@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import write_image_set
 from PIL import Image
+from things_files import write_image_set
 
 from ttdnet.cli import available_commands, build_parser, main
 from ttdnet.stages import retrieval_features

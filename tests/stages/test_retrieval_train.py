@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import OFFICIAL_TIMES, write_eeg_file, write_image_set
+from things_files import OFFICIAL_TIMES, write_eeg_file, write_image_set
 
 from ttdnet.cli import available_commands, build_parser
 from ttdnet.data.channels import POSTERIOR_17_CHANNELS
