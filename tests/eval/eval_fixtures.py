@@ -1,7 +1,6 @@
 """Helpers of the evaluation tests: small image sets on disk and small random-weight backbones.
 
-This folder has no ``conftest.py`` on purpose: a second module named ``conftest`` would shadow the top-level one
-for ``from things_files import ...``. Test modules import these helpers and define their own fixtures.
+Test modules import these helpers (``tests/eval`` is their folder on ``sys.path``) and define their own fixtures.
 
 The backbones go through the same :class:`ttdnet.eval.backbones.Backbone` interface as the real ones (the
 CLIP one through the real Hugging Face wrapper, LPIPS through the real builder with a random trunk); only
