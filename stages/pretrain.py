@@ -168,10 +168,10 @@ def train(config: PretrainConfig) -> dict:
     from ttdnet.stages.training_utils import (
         BestOnValidation,
         MetricsCSV,
+        init_trackers,
         resolve_checkpoint,
         save_checkpoint,
         seed_micro_step,
-        tracker_config,
         tracker_setup,
     )
 
@@ -229,7 +229,7 @@ def train(config: PretrainConfig) -> dict:
     steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
     num_epochs = math.ceil(max_train_steps / steps_per_epoch)
     if accelerator.is_main_process:
-        accelerator.init_trackers("ttdnet-stage-a", config=tracker_config(config_to_dict(config)))
+        init_trackers(accelerator, "ttdnet-stage-a", config_to_dict(config))
 
     global_step = 0
     resume = resolve_checkpoint(output_dir, config.resume_from_checkpoint)

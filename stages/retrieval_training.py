@@ -27,10 +27,10 @@ from ttdnet.stages.retrieval_model import (
 from ttdnet.stages.training_utils import (
     BestOnValidation,
     MetricsCSV,
+    init_trackers,
     resolve_checkpoint,
     save_checkpoint,
     seed_micro_step,
-    tracker_config,
     tracker_setup,
 )
 
@@ -649,7 +649,7 @@ def train(config) -> dict:
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, output_dir / "config.yaml", command="train-retrieval")
-        accelerator.init_trackers("ttdnet-retrieval", config=tracker_config(config_to_dict(config)))
+        init_trackers(accelerator, "ttdnet-retrieval", config_to_dict(config))
     context = {"features": features, "subject_index": subject_index}
     results = []
     import json

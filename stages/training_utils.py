@@ -167,6 +167,19 @@ def tracker_setup(report_to: str) -> str | list[str] | None:
     return "all" if "all" in names else names
 
 
+def init_trackers(accelerator, project_name: str, config_dict: dict) -> None:
+    """Start the ``--report_to`` trackers (call on the main process) with every log inside the run folder.
+
+    The config is flattened for TensorBoard (:func:`tracker_config`); W&B writes its (offline) run into the
+    accelerator's logging folder rather than the current directory.
+    """
+    logging_dir = Path(accelerator.logging_dir)
+    logging_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.init_trackers(
+        project_name, config=tracker_config(config_dict), init_kwargs={"wandb": {"dir": str(logging_dir)}}
+    )
+
+
 def tracker_config(config_dict: dict) -> dict:
     """Flatten a config for trackers: TensorBoard's hparams accept only scalars and strings."""
     flat = {}

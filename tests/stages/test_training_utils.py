@@ -116,3 +116,22 @@ def test_best_on_validation_min_and_max():
     assert (restored.value, restored.at) == (0.1, 1) and torch.equal(restored.weights["weight"], model.weight)
     highest.reset()
     assert highest.value == float("-inf") and highest.weights == {}
+
+
+def test_init_trackers_keeps_logs_in_the_run_folder(tmp_path):
+    from ttdnet.stages.training_utils import init_trackers
+
+    class RecordingAccelerator:
+        logging_dir = tmp_path / "run" / "logs"
+
+        def init_trackers(self, project_name, config, init_kwargs):
+            self.call = (project_name, config, init_kwargs)
+
+    accelerator = RecordingAccelerator()
+    init_trackers(accelerator, "ttdnet-x", {"subjects": [1, 2], "lr": 0.1})
+    assert accelerator.call == (
+        "ttdnet-x",
+        {"subjects": "[1, 2]", "lr": 0.1},
+        {"wandb": {"dir": str(tmp_path / "run" / "logs")}},
+    )
+    assert (tmp_path / "run" / "logs").is_dir()
