@@ -10,7 +10,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ttdnet.models.signal import SignalSpec, SignalSpecError
+from ttdnet.models.signal import SignalSpec
 
 
 class EEGProjectEncoder(ModelMixin, ConfigMixin):
@@ -59,16 +59,6 @@ class EEGProjectEncoder(ModelMixin, ConfigMixin):
         -------
         torch.Tensor, shape (batch, hidden_dim)
         """
-        check_input(self, x)
+        self.signal.check_batch(x, type(self).__name__)
         h = self.input(x.flatten(1))
         return self.norm(h + self.residual(h))
-
-
-def check_input(model, x: torch.Tensor) -> None:
-    """Raise a :class:`SignalSpecError` unless ``x`` is ``(batch, n_chans, n_times)`` for ``model.signal``."""
-    expected = (model.signal.n_chans, model.signal.n_times)
-    if x.ndim != 3 or tuple(x.shape[1:]) != expected:
-        raise SignalSpecError(
-            f"{type(model).__name__} expects input of shape (batch, n_chans={expected[0]}, n_times={expected[1]}), "
-            f"got {tuple(x.shape)}"
-        )

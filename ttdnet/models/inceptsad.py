@@ -188,12 +188,7 @@ class InceptSADEncoder(ModelMixin, ConfigMixin):
         EncoderOutput
             ``tokens`` (batch, n_tokens, embed_dim) and ``pooled`` (batch, embed_dim).
         """
-        expected = (self.signal.n_chans, self.signal.n_times)
-        if x.ndim != 3 or tuple(x.shape[1:]) != expected:
-            raise SignalSpecError(
-                f"InceptSADEncoder expects input of shape (batch, n_chans={expected[0]}, n_times={expected[1]}), "
-                f"got {tuple(x.shape)}"
-            )
+        self.signal.check_batch(x, type(self).__name__)
         x = x.unsqueeze(1)  # (B, 1, C, T)
         x = torch.cat([branch(x) for branch in self.temporal], dim=1)  # (B, F, C, T)
         x = self.excitation(self.spatial(x))  # (B, F*D, 1, T // p0)

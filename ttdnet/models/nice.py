@@ -13,7 +13,6 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ttdnet.models.eegproject import check_input
 from ttdnet.models.signal import SignalSpec, SignalSpecError
 
 
@@ -113,6 +112,6 @@ class NICEEncoder(ModelMixin, ConfigMixin):
         -------
         torch.Tensor, shape (batch, embed_dim)
         """
-        check_input(self, x)
+        self.signal.check_batch(x, type(self).__name__)
         h = self.projection(self.tsconv(x.unsqueeze(1)).flatten(1))  # (B, F * n_positions) -> (B, E)
         return self.norm(h + self.residual(h))

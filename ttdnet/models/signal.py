@@ -93,6 +93,23 @@ class SignalSpec:
             raise SignalSpecError(f"need n_chans >= 1, n_times >= 1, sfreq > 0; got {n_chans=}, {n_times=}, {sfreq=}")
         return cls(n_chans=int(n_chans), n_times=int(n_times), sfreq=float(sfreq), ch_names=ch_names)
 
+    def check_batch(self, x, model_name: str) -> None:
+        """Raise a :class:`SignalSpecError` unless ``x`` has shape ``(batch, n_chans, n_times)``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            A model's input.
+        model_name : str
+            Named in the message.
+        """
+        expected = (self.n_chans, self.n_times)
+        if x.ndim != 3 or tuple(x.shape[1:]) != expected:
+            raise SignalSpecError(
+                f"{model_name} expects input of shape (batch, n_chans={expected[0]}, n_times={expected[1]}), "
+                f"got {tuple(x.shape)}"
+            )
+
     def check_matches(
         self, ch_names: list[str] | tuple[str, ...] | None, n_times: int, sfreq: float, source: str
     ) -> None:
