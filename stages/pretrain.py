@@ -10,11 +10,9 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
-import time
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ttdnet.cli import Command
 
@@ -22,6 +20,32 @@ from ttdnet.cli import Command
 @dataclasses.dataclass
 class PretrainConfig:
     """Options of ``ttdnet pretrain`` (Stage A). Flag names follow diffusers' training scripts."""
+
+    OPTION_RANGES: ClassVar[dict[str, str]] = {
+        "val_fraction": "[0, 1)",
+        "embed_dim": "[1, inf)",
+        "depth": "[1, inf)",
+        "drop_prob": "[0, 1)",
+        "mask_ratio": "(0, 1)",
+        "mask_segment_seconds": "(0, inf)",
+        "decoder_dim": "[1, inf)",
+        "decoder_depth": "[1, inf)",
+        "decoder_heads": "[1, inf)",
+        "train_batch_size": "[1, inf)",
+        "num_train_epochs": "[1, inf)",
+        "max_train_steps": "[1, inf)",
+        "gradient_accumulation_steps": "[1, inf)",
+        "learning_rate": "(0, inf)",
+        "lr_warmup_steps": "[0, inf)",
+        "adam_beta1": "[0, 1)",
+        "adam_beta2": "[0, 1)",
+        "adam_weight_decay": "[0, inf)",
+        "max_grad_norm": "(0, inf)",
+        "dataloader_num_workers": "[0, inf)",
+        "validation_steps": "[1, inf)",
+        "checkpointing_steps": "[1, inf)",
+        "checkpoints_total_limit": "[1, inf)",
+    }
 
     # Data.
     dataset_root: str | None = dataclasses.field(
@@ -81,13 +105,23 @@ class PretrainConfig:
     )
     dataloader_num_workers: int = dataclasses.field(default=0, metadata={"help": "DataLoader worker processes"})
     # Validation, checkpoints, logging.
+    model_selection: Literal["validation", "last"] = dataclasses.field(
+        default="validation",
+        metadata={"help": "ship the encoder with the lowest validation loss (held-out concepts) or the last one"},
+    )
     validation_steps: int = dataclasses.field(default=200, metadata={"help": "validation loss every N steps"})
     checkpointing_steps: int = dataclasses.field(default=500, metadata={"help": "save a checkpoint every N steps"})
     checkpoints_total_limit: int | None = dataclasses.field(
         default=None, metadata={"help": "keep at most this many checkpoints"}
     )
     resume_from_checkpoint: str | None = dataclasses.field(
-        default=None, metadata={"help": "'latest' or a checkpoint-N folder to resume from"}
+        default=None,
+        metadata={
+            "help": "'latest' (newest checkpoint; a fresh start when there is none), a checkpoint-N name or a path"
+        },
+    )
+    overwrite: bool = dataclasses.field(
+        default=False, metadata={"help": "delete the contents of a previous run in output_dir and start again"}
     )
     report_to: str = dataclasses.field(
         default="tensorboard", metadata={"help": "tensorboard, wandb (offline without an API key), all or none"}
@@ -115,7 +149,7 @@ def build_model(config: PretrainConfig):
 
 
 def save_encoder(encoder, path: Path, weights: dict | None = None) -> None:
-    """``save_pretrained`` into a temporary folder, then rename onto ``path`` (atomic for readers)."""
+    """``save_pretrained`` (with ``weights`` if given) into a temporary folder, then rename onto ``path``."""
     import shutil
 
     temporary = path.with_name(f".{path.name}.tmp")
@@ -132,215 +166,158 @@ def save_encoder(encoder, path: Path, weights: dict | None = None) -> None:
     os.replace(temporary, path)
 
 
-def evaluate(model, dataloader, accelerator, seed: int) -> float:
-    """Masked MSE over the validation set with fixed, seeded masks (comparable across steps)."""
+def validation_loss(loop, seed: int) -> float:
+    """Masked MSE over the validation windows with fixed masks, the same on any number of processes.
+
+    The masks of a batch are drawn from a generator seeded by ``seed`` and the batch's first window index, and
+    an unshuffled loader gives every process whole batches of consecutive windows, so each window gets the same
+    mask whatever the world size. Per-window losses are gathered with ``gather_for_metrics``, which drops the
+    windows repeated to even out the last batch across processes.
+    """
     import torch
 
+    model, accelerator = loop.unwrapped_model, loop.accelerator
+    (loader,) = loop.eval_loaders
     model.eval()
-    generator = torch.Generator(device=accelerator.device).manual_seed(seed)
-    total = torch.zeros(2, device=accelerator.device)
-    unwrapped = accelerator.unwrap_model(model)
+    losses = []
     with torch.no_grad():
-        for eeg in dataloader:
-            mask = unwrapped.draw_mask(eeg.shape[0], generator, eeg.device)
+        for indices, eeg in loader:
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + int(indices[0]))
+            mask = model.draw_mask(eeg.shape[0], generator).to(eeg.device)
             output = model(eeg, mask=mask)
-            total += torch.stack(
-                [output.loss.detach().float() * eeg.shape[0], torch.tensor(eeg.shape[0], device=eeg.device)]
-            )
-    total = accelerator.reduce(total, reduction="sum")
-    model.train()
-    return float(total[0] / total[1].clamp_min(1))
+            weights = mask.to(output.prediction.dtype)
+            per_window = ((output.prediction - eeg) ** 2 * weights).sum(dim=(1, 2)) / weights.sum(dim=(1, 2))
+            losses.append(accelerator.gather_for_metrics(per_window.float()))
+    return float(torch.cat(losses).mean())
 
 
 def train(config: PretrainConfig) -> dict:
     """Run Stage A; return a summary (also written to ``output_dir/training_summary.json``)."""
     import torch
-    from accelerate import Accelerator
     from accelerate.logging import get_logger
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
-    from diffusers.optimization import get_scheduler
+    from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
 
-    from ttdnet.config import config_to_dict, save_config
+    from ttdnet.config import config_to_dict
+    from ttdnet.errors import ConfigError, TtdnetError
     from ttdnet.io import atomic_write_json
-    from ttdnet.stages.pretrain_data import build_datasets
-    from ttdnet.stages.training_utils import (
-        BestOnValidation,
-        MetricsCSV,
-        init_trackers,
-        resolve_checkpoint,
-        save_checkpoint,
-        seed_micro_step,
-        tracker_setup,
-    )
+    from ttdnet.stages.pretrain_data import IndexedWindows, build_datasets
+    from ttdnet.stages.run_folder import MAY_CHANGE_ON_RESUME, open_run_folder
+    from ttdnet.stages.selection import BestOnValidation
+    from ttdnet.stages.training_logs import init_trackers
+    from ttdnet.stages.training_loop import TrainingLoop, create_accelerator
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    output_dir = Path(config.output_dir)
-    log_with = tracker_setup(config.report_to)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        mixed_precision=config.mixed_precision,
-        log_with=log_with,
-        project_config=ProjectConfiguration(
-            project_dir=str(output_dir), logging_dir=str(output_dir / config.logging_dir)
-        ),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
-    )
+    may_change = set(MAY_CHANGE_ON_RESUME)
+    if config.lr_scheduler in ("constant", "constant_with_warmup"):
+        may_change |= {"num_train_epochs", "max_train_steps"}  # a longer run follows the same LR so far
+    run = open_run_folder(config, "pretrain", may_change)
+    accelerator = create_accelerator(config, config.gradient_accumulation_steps)
     logger = get_logger(__name__)
-    logger.info(accelerator.state, main_process_only=False)
     set_seed(config.seed)
 
-    model = build_model(config)
+    try:
+        model = build_model(config)
+    except ConfigError as error:
+        raise ConfigError(
+            f"the model options do not fit together: {error} (see --embed_dim, --depth, --decoder_dim, "
+            "--decoder_heads, --mask_ratio and --mask_segment_seconds)"
+        ) from error
     with accelerator.main_process_first():
         train_set, val_set = build_datasets(config, model.encoder.signal)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, output_dir / "config.yaml", command="pretrain")
-
+    if len(val_set) == 0 and config.model_selection == "validation":
+        raise TtdnetError(
+            "the validation split is empty, so no encoder can be selected on it: raise --val_fraction (THINGS "
+            "concepts / EDF recordings held out) or use --model_selection last"
+        )
+    run.commit(accelerator, config)  # every input is checked: record the run
+    loader_options = {"batch_size": config.train_batch_size, "num_workers": config.dataloader_num_workers}
     train_loader = DataLoader(
-        train_set,
-        batch_size=config.train_batch_size,
-        shuffle=True,
-        drop_last=len(train_set) >= config.train_batch_size,
-        num_workers=config.dataloader_num_workers,
+        train_set, shuffle=True, drop_last=len(train_set) >= config.train_batch_size, **loader_options
     )
-    val_loader = DataLoader(val_set, batch_size=config.train_batch_size, num_workers=config.dataloader_num_workers)
+    val_loader = DataLoader(IndexedWindows(val_set), **loader_options)
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=config.learning_rate,
         betas=(config.adam_beta1, config.adam_beta2),
         weight_decay=config.adam_weight_decay,
     )
-    steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
-    max_train_steps = config.max_train_steps or config.num_train_epochs * steps_per_epoch
-    scheduler = get_scheduler(
-        config.lr_scheduler,
-        optimizer,
-        num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=max_train_steps * accelerator.num_processes,
-    )
-    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
-        model, optimizer, train_loader, val_loader, scheduler
-    )
     best = BestOnValidation(mode="min")
     accelerator.register_for_checkpointing(best)
-    # The loader length can change under distribution: recompute the schedule of steps.
-    steps_per_epoch = math.ceil(len(train_loader) / config.gradient_accumulation_steps)
-    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    loop = TrainingLoop(
+        accelerator,
+        config,
+        config.output_dir,
+        model=model,
+        optimizer=optimizer,
+        train_loader=train_loader,
+        best=best,
+        name="Stage A steps",
+        select=lambda wrapper: wrapper.encoder,
+        eval_loaders=(val_loader,) if len(val_set) else (),
+    )
     if accelerator.is_main_process:
         init_trackers(accelerator, "ttdnet-stage-a", config_to_dict(config))
-
-    global_step = 0
-    resume = resolve_checkpoint(output_dir, config.resume_from_checkpoint)
-    if resume is not None:
-        global_step, checkpoint = resume
-        accelerator.print(f"Resuming from {checkpoint} (step {global_step})")
-        accelerator.load_state(str(checkpoint))
-    elif config.resume_from_checkpoint == "latest":
-        accelerator.print(f"No checkpoint in {output_dir}; starting a new run")
-    first_epoch = global_step // steps_per_epoch
-    skip_batches = (global_step % steps_per_epoch) * config.gradient_accumulation_steps
-    metrics = (
-        MetricsCSV(output_dir / "metrics.csv", ["epoch", "split", "loss", "lr"], resume_step=global_step)
-        if accelerator.is_main_process
-        else None
-    )
-
-    total_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
+    loop.resume(config.resume_from_checkpoint)
+    plan = loop.plan
     logger.info("***** Running Stage A pretraining *****")
     logger.info(f"  Training windows = {len(train_set)}, validation windows = {len(val_set)}")
-    logger.info(f"  Epochs = {num_epochs}, batch per device = {config.train_batch_size}, total batch = {total_batch}")
     logger.info(
-        f"  Optimisation steps = {max_train_steps}, mask ratio = {accelerator.unwrap_model(model).mask_ratio:.3f}"
+        f"  Processes = {accelerator.num_processes}, batch per device = {config.train_batch_size}, "
+        f"accumulation = {config.gradient_accumulation_steps}, total batch = {plan.total_batch_size}"
     )
-    progress = tqdm(
-        range(max_train_steps),
-        initial=global_step,
-        desc="Stage A steps",
-        disable=not accelerator.is_local_main_process,
+    logger.info(
+        f"  Epochs = {plan.num_epochs}, steps per epoch = {plan.steps_per_epoch}, optimisation steps = "
+        f"{plan.max_train_steps}, mask ratio = {loop.unwrapped_model.mask_ratio:.3f}"
     )
-    started = time.perf_counter()
-    samples_seen = 0
-    model.train()
-    for epoch in range(first_epoch, num_epochs):
-        if global_step >= max_train_steps:
-            break
-        train_loader.set_epoch(epoch)
-        loader = train_loader
-        if epoch == first_epoch and skip_batches:
-            loader = accelerator.skip_first_batches(train_loader, skip_batches)
-        micro_step, window_loss = 0, torch.zeros((), device=accelerator.device)
-        for eeg in loader:
-            seed_micro_step(config.seed, global_step, micro_step, accelerator.process_index)
-            with accelerator.accumulate(model):
-                output = model(eeg)
-                window_loss += (
-                    accelerator.gather(output.loss.detach().float()).mean() / config.gradient_accumulation_steps
-                )
-                accelerator.backward(output.loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            micro_step += 1
-            samples_seen += eeg.shape[0] * accelerator.num_processes
-            if not accelerator.sync_gradients:
-                continue
-            global_step += 1
-            micro_step = 0
-            loss = float(window_loss)
-            window_loss.zero_()
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss is {loss} at step {global_step}; "
-                    "lower --learning_rate or use --mixed_precision bf16"
-                )
-            lr = scheduler.get_last_lr()[0]
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-            accelerator.log({"train/loss": loss, "train/lr": lr}, step=global_step)
-            if metrics:
-                metrics.log(global_step, {"epoch": epoch, "split": "train", "loss": loss, "lr": lr})
-            if global_step % config.validation_steps == 0 or global_step == max_train_steps:
-                val_loss = evaluate(model, val_loader, accelerator, config.seed)
-                accelerator.log({"val/loss": val_loss}, step=global_step)
-                if metrics:
-                    metrics.log(global_step, {"epoch": epoch, "split": "val", "loss": val_loss, "lr": lr})
-                if best.update(val_loss, global_step, accelerator.unwrap_model(model).encoder):
-                    logger.info(f"step {global_step}: validation loss {val_loss:.5f} (best so far)")
-            if global_step % config.checkpointing_steps == 0 and accelerator.is_main_process:
-                save_checkpoint(accelerator, output_dir, global_step, config.checkpoints_total_limit)
-            if global_step >= max_train_steps:
-                break
-    progress.close()
-    accelerator.wait_for_everyone()
-    seconds = time.perf_counter() - started
+
+    def compute_loss(eeg, epoch):
+        return loop.model(eeg).loss, {}
+
+    def validate(step, epoch):
+        loss = validation_loss(loop, config.seed)
+        return loss, {"val/loss": loss}
+
+    result = loop.run(
+        compute_loss,
+        validate=validate if len(val_set) else None,
+        validation_steps=config.validation_steps,
+        divergence_hint="lower --learning_rate, or train in fp32 (--mixed_precision no) if fp16 overflowed",
+    )
+    selected = loop.selected_weights()
     summary = {
-        "final_step": global_step,
-        "best_validation_loss": best.value,
-        "best_step": best.at,
-        "selection": "lowest masked-MSE validation loss on held-out training concepts (never the test set)",
+        "final_step": result.final_step,
+        "best_validation_loss": best.value if selected is not None else None,
+        "best_step": best.step if selected is not None else None,
+        "selection": (
+            "lowest masked-MSE validation loss on held-out training data (never the test set)"
+            if selected is not None
+            else "last step (--model_selection last)"
+        ),
         "seed": config.seed,
-        "mask_ratio": accelerator.unwrap_model(model).mask_ratio,
+        "num_processes": accelerator.num_processes,
+        "total_batch_size": plan.total_batch_size,
+        "mask_ratio": loop.unwrapped_model.mask_ratio,
         "train_windows": len(train_set),
         "validation_windows": len(val_set),
-        "seconds_this_run": round(seconds, 2),
-        "samples_per_second_this_run": round(samples_seen / seconds, 2) if seconds > 0 else None,
+        "seconds_this_run": result.seconds,
+        "samples_per_second_this_run": result.samples_per_second,
     }
     if accelerator.is_main_process:
-        encoder = accelerator.unwrap_model(model).encoder
-        save_encoder(encoder, output_dir / "encoder", best.weights or None)
-        save_encoder(encoder, output_dir / "encoder-last")
-        atomic_write_json(output_dir / "training_summary.json", summary)
+        encoder = loop.unwrapped_model.encoder
+        save_encoder(encoder, Path(config.output_dir) / "encoder", selected)
+        save_encoder(encoder, Path(config.output_dir) / "encoder-last")
+        atomic_write_json(Path(config.output_dir) / "training_summary.json", summary)
     accelerator.end_training()
     return summary
 
 
 def run(config: PretrainConfig, namespace: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
     summary = train(config)
-    print(json.dumps(summary, indent=2))
+    if PartialState().is_main_process:
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -351,7 +328,8 @@ COMMAND = Command(
     run=run,
     description=(
         "Pretrain the InceptSAD encoder on THINGS-EEG2 training EEG by reconstructing masked time segments. "
-        "Run with `accelerate launch -m ttdnet pretrain --config configs/stage_a.yaml` for several GPUs. "
+        "Run with `accelerate launch -m ttdnet pretrain --config configs/stage_a.yaml` for several GPUs, or "
+        "`ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N -m ttdnet pretrain ...` for N CPU processes. "
         "Writes output_dir/encoder (lowest validation loss), encoder-last, checkpoint-N, metrics.csv."
     ),
 )

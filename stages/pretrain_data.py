@@ -58,3 +58,16 @@ def build_datasets(config, signal) -> tuple[ConcatDataset, ConcatDataset]:
         train_parts.append(EEGWindowDataset(corpus, train_windows))
         val_parts.append(EEGWindowDataset(corpus, val_windows))
     return ConcatDataset(train_parts), ConcatDataset(val_parts)
+
+
+class IndexedWindows(Dataset):
+    """``(index, window)`` pairs of a window dataset, so validation can give each window a fixed mask."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return index, self.dataset[index]

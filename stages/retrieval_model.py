@@ -1,4 +1,6 @@
-"""The contrastive EEG-to-image retrieval model, its subject-aware layer router and its losses.
+"""The contrastive EEG-to-image retrieval model, its subject-aware layer router, the MMD schedule and augmentation.
+
+The losses themselves (InfoNCE, MMD on the global batch) are in :mod:`ttdnet.stages.contrastive`.
 
 After SUPA-EEG / SAMGA (``shared/specs/design-sources.md`` §2.3, §2.4), with the defects of §7.6 fixed:
 
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ttdnet.errors import TtdnetError
+from ttdnet.errors import ConfigError, TtdnetError
 from ttdnet.models.registry import ENCODERS, embedding_dim, encode
 
 
@@ -64,7 +66,9 @@ class SubjectAwareRouter(nn.Module):
     ):
         super().__init__()
         if init_logits is not None and len(init_logits) != n_layers:
-            raise ValueError(f"init_logits has {len(init_logits)} values for {n_layers} layers")
+            raise ConfigError(
+                f"router_init_logits has {len(init_logits)} values for {n_layers} feature layers; give one per layer"
+            )
         logits = torch.zeros(n_layers) if init_logits is None else torch.tensor(init_logits, dtype=torch.float32)
         self.global_logits = nn.Parameter(logits)
         self.subject_bias = nn.Embedding(max(n_subjects, 1), n_layers)
@@ -160,9 +164,12 @@ class RetrievalModel(nn.Module):
     ):
         super().__init__()
         if layer_mode not in ("router", "single", "uniform"):
-            raise ValueError(f"layer_mode must be router, single or uniform, got {layer_mode!r}")
+            raise ConfigError(f"layer_mode must be router, single or uniform, got {layer_mode!r}")
         if not -n_layers <= single_layer < n_layers:
-            raise ValueError(f"single_layer={single_layer} is out of range for {n_layers} feature layers")
+            raise ConfigError(
+                f"single_layer={single_layer} is out of range for {n_layers} feature layers "
+                f"(valid: {-n_layers} ... {n_layers - 1})"
+            )
         self.config = {
             "encoder_name": encoder_name,
             "encoder_config": _plain(dict(encoder.config)),
@@ -311,50 +318,7 @@ def load_retrieval_model(path: str | os.PathLike) -> tuple[RetrievalModel, dict]
     return model.eval(), stored.get("provenance", {})
 
 
-# ----------------------------------------------------------------------------------------------- losses
-
-
-def info_nce(z_eeg: torch.Tensor, z_image: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE: ``(CE(s·E·Iᵀ, diag) + CE(s·I·Eᵀ, diag)) / 2`` with ``s = exp(logit_scale)``.
-
-    Parameters
-    ----------
-    z_eeg, z_image : torch.Tensor, shape (B, P)
-        L2-normalised embeddings; row i of each is a positive pair.
-    logit_scale : torch.Tensor, shape ()
-    """
-    logits = logit_scale.exp() * z_eeg @ z_image.T
-    labels = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-
-
-MMD_SIGMAS = (0.1, 0.2, 0.5, 1.0, 2.0)
-
-
-def mmd_rbf(x: torch.Tensor, y: torch.Tensor, sigmas: tuple[float, ...] = MMD_SIGMAS) -> torch.Tensor:
-    """Multi-kernel RBF MMD² between two samples (SUPA-EEG's coarse alignment term).
-
-    ``k(d²) = mean_σ exp(−d² / 2σ²)``. Within-sample terms are unbiased (diagonal removed, ÷ B(B−1)); the
-    cross term is the plain mean. Result ``Kxx + Kyy − 2·Kxy`` clamped at 0; 0 when B < 2.
-
-    Parameters
-    ----------
-    x, y : torch.Tensor, shape (B, P)
-    """
-    n = x.shape[0]
-    if n < 2:
-        return x.new_zeros(())
-
-    def kernel(a, b):
-        # Squared distances through one matrix product (much cheaper than cdist's backward on the CPU).
-        d2 = (a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1)[None] - 2 * a @ b.T).clamp_min(0)
-        return sum(torch.exp(-d2 / (2 * s * s)) for s in sigmas) / len(sigmas)
-
-    off = 1 - torch.eye(n, device=x.device, dtype=x.dtype)
-    kxx = (kernel(x, x) * off).sum() / (n * (n - 1))
-    kyy = (kernel(y, y) * off).sum() / (n * (n - 1))
-    kxy = kernel(x, y).mean()
-    return (kxx + kyy - 2 * kxy).clamp_min(0)
+# -------------------------------------------------------------------------------- loss schedule, augmentation
 
 
 def mmd_weight(epoch: int, mmd_epochs: int, start: float, end: float) -> float:
@@ -370,7 +334,7 @@ def mmd_weight(epoch: int, mmd_epochs: int, start: float, end: float) -> float:
 def gaussian_kernel(size: int, sigma: float) -> torch.Tensor:
     """Normalised 1-D Gaussian kernel of odd ``size``, shape (size,)."""
     if size < 1 or size % 2 == 0:
-        raise ValueError(f"smoothing kernel size must be odd and positive, got {size}")
+        raise ConfigError(f"the smoothing kernel size (smooth_kernel) must be odd and positive, got {size}")
     offsets = torch.arange(size, dtype=torch.float32) - size // 2
     kernel = torch.exp(-(offsets**2) / (2 * sigma * sigma))
     return kernel / kernel.sum()

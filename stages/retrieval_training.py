@@ -1,9 +1,15 @@
-"""The training loop, evaluation and reports behind ``ttdnet train-retrieval`` (see ``train_retrieval.py``)."""
+"""The folds, the loss and the driver behind ``ttdnet train-retrieval`` (options in ``train_retrieval.py``).
+
+Each fold trains a freshly initialised model (the same seed for every fold) with the shared training loop
+(:mod:`ttdnet.stages.training_loop`) in its own folder, ``output_dir/<protocol>/<subject>``. The loss is
+computed on the global batch across processes (:mod:`ttdnet.stages.contrastive`). Validation and the final
+test run on the main process only, once; every process receives the validation score, and the others read
+the fold's results from disk.
+"""
 
 import hashlib
+import json
 import logging
-import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,32 +19,26 @@ from torch.utils.data import DataLoader
 from ttdnet.data import ThingsEEG2Dataset
 from ttdnet.data.things_eeg2 import subject_name, subject_number
 from ttdnet.errors import TtdnetError
-from ttdnet.eval.retrieval import retrieval_scores
-from ttdnet.io import atomic_write_json, atomic_write_text
+from ttdnet.io import atomic_write_json
+from ttdnet.stages.checkpoints import CHECKPOINT_PATTERN, CheckpointError
+from ttdnet.stages.contrastive import gather_batch, info_nce, mmd_rbf
+from ttdnet.stages.retrieval_eval import evaluate_split, validation_galleries, validation_keys, validation_scores
 from ttdnet.stages.retrieval_features import FeatureFile, read_feature_file
 from ttdnet.stages.retrieval_model import (
     RetrievalModel,
+    gaussian_kernel,
     gaussian_smooth,
-    info_nce,
-    mmd_rbf,
     mmd_weight,
     save_retrieval_model,
 )
-from ttdnet.stages.training_utils import (
-    BestOnValidation,
-    MetricsCSV,
-    init_trackers,
-    resolve_checkpoint,
-    save_checkpoint,
-    seed_micro_step,
-    tracker_setup,
-)
+from ttdnet.stages.retrieval_reports import protocol_record, summarise, write_reports
+from ttdnet.stages.selection import BestOnValidation
+from ttdnet.stages.training_loop import TrainingLoop, freeze, on_main_process
 
 
 logger = logging.getLogger(__name__)
 
-
-# ------------------------------------------------------------------------------------------------ pieces
+METRIC_COLUMNS = ("infonce", "mmd", "mmd_weight", "logit_scale", "top1", "top5", "selection_score")
 
 
 def state_fingerprint(module: torch.nn.Module) -> str:
@@ -63,84 +63,6 @@ def feature_statistics(features: torch.Tensor, rows: np.ndarray) -> tuple[torch.
     return mean, std
 
 
-@torch.no_grad()
-def embed_queries(model: RetrievalModel, dataset: ThingsEEG2Dataset, batch_size: int, device) -> tuple:
-    """EEG embeddings of every (subject, image) of ``dataset``, averaging repetition embeddings if it has several.
-
-    Returns
-    -------
-    embeddings : torch.Tensor, shape (n_items, proj_dim)
-        L2-normalised (re-normalised after averaging).
-    subjects : numpy.ndarray of int, shape (n_items,)
-    rows : numpy.ndarray of int, shape (n_items,)
-        Image row of each item.
-    """
-    sums: dict[tuple[int, int], torch.Tensor] = {}
-    counts: dict[tuple[int, int], int] = {}
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for batch in loader:
-        z = model.encode_eeg(batch.eeg.to(device)).float().cpu()
-        for vector, subject, row in zip(z, batch.subject.tolist(), batch.image_index.tolist()):
-            key = (subject, row)
-            sums[key] = sums[key] + vector if key in sums else vector.clone()
-            counts[key] = counts.get(key, 0) + 1
-    keys = sorted(sums)
-    embeddings = torch.stack([sums[key] / counts[key] for key in keys])
-    embeddings = torch.nn.functional.normalize(embeddings, dim=-1)
-    return embeddings, np.array([k[0] for k in keys]), np.array([k[1] for k in keys])
-
-
-@torch.no_grad()
-def evaluate_split(
-    model: RetrievalModel,
-    dataset: ThingsEEG2Dataset,
-    image_features: torch.Tensor,
-    ks: list[int],
-    ts: list[int],
-    mc_trials: int,
-    seed: int,
-    batch_size: int,
-    device,
-) -> dict[int, dict]:
-    """Zero-shot scores per subject: queries = the subject's EEG of each image, gallery = those images.
-
-    The gallery is encoded in ``eval()`` mode, so the router uses its global prior only (no subject input).
-
-    Returns
-    -------
-    dict
-        ``{subject: {key: RetrievalScore}}`` from :func:`ttdnet.eval.retrieval.retrieval_scores`.
-    """
-    was_training = model.training
-    model.eval()
-    queries, subjects, rows = embed_queries(model, dataset, batch_size, device)
-    out = {}
-    for subject in np.unique(subjects):
-        mine = subjects == subject
-        gallery_rows = rows[mine]
-        gallery = []
-        for start in range(0, len(gallery_rows), batch_size):
-            chunk = image_features[torch.as_tensor(gallery_rows[start : start + batch_size])].to(device)
-            gallery.append(model.encode_image(chunk).float().cpu())
-        gallery = torch.cat(gallery)
-        similarity = (queries[mine] @ gallery.T).numpy()
-        out[int(subject)] = retrieval_scores(similarity, ks=ks, ts=ts, mc_trials=mc_trials, seed=seed)
-    model.train(was_training)
-    return out
-
-
-def mean_over_subjects(scores: dict[int, dict], key: str) -> float:
-    """Mean of ``key`` over subjects (raises a clear error if the key was not computed)."""
-    missing = [s for s, by_key in scores.items() if key not in by_key]
-    if missing:
-        available = sorted(next(iter(scores.values())))
-        raise TtdnetError(
-            f"selection metric {key!r} was not computed (gallery too small for it?); available: {available}. "
-            "Set --selection_metric to one of them."
-        )
-    return float(np.mean([by_key[key].value for by_key in scores.values()]))
-
-
 def flatten_scores(scores: dict) -> dict:
     """``{key: value}`` plus ``{key}_ci95`` lists for Monte-Carlo keys."""
     flat = {}
@@ -151,15 +73,13 @@ def flatten_scores(scores: dict) -> dict:
     return flat
 
 
-# --------------------------------------------------------------------------------------------- one fold
-
-
 class Fold:
     """One model: its training subjects, its evaluation subject and its folder."""
 
     def __init__(self, protocol: str, subject: str, train_subjects: list[str], root: Path):
         self.protocol, self.subject, self.train_subjects = protocol, subject, train_subjects
         self.dir = root / protocol / subject
+        self.prefix = f"{protocol}/{subject}"
 
 
 def make_folds(config, all_subjects: list[str], output_dir: Path) -> list[Fold]:
@@ -179,8 +99,34 @@ def make_folds(config, all_subjects: list[str], output_dir: Path) -> list[Fold]:
     return folds
 
 
+def fold_resume_requests(request: str | None, folds: list[Fold]) -> dict[str, str | None]:
+    """``--resume_from_checkpoint`` for each fold (by prefix).
+
+    ``latest`` (or None) applies to every fold. A checkpoint path applies to the fold whose folder holds it;
+    every other fold resumes as with ``latest``. A bare ``checkpoint-N`` name is accepted when the run has one
+    fold. Anything else is an error: a typo must never retrain a fold from scratch.
+    """
+    if request is None or request == "latest":
+        return {fold.prefix: request for fold in folds}
+    path = Path(request)
+    if CHECKPOINT_PATTERN.match(request) and not path.exists():
+        if len(folds) == 1:
+            return {folds[0].prefix: request}
+        raise CheckpointError(
+            f"--resume_from_checkpoint {request}: this run has {len(folds)} folds; give the path of a fold's "
+            f"checkpoint (e.g. {folds[0].dir / request}) or latest"
+        )
+    for fold in folds:
+        if path.parent.resolve() == fold.dir.resolve():
+            return {other.prefix: (request if other is fold else "latest") for other in folds}
+    raise CheckpointError(
+        f"--resume_from_checkpoint {request} is not a checkpoint of any fold of this run; folds keep theirs in "
+        f"{', '.join(str(fold.dir) for fold in folds)} (or give latest)"
+    )
+
+
 def build_model(config, signal: dict, n_layers: int, dim: int, n_subjects: int, mean, std, data_source: str):
-    """A freshly initialised retrieval model (the caller seeds torch first)."""
+    """A freshly initialised retrieval model (the caller seeds torch first); a frozen encoder is :func:`freeze`-d."""
     from ttdnet.models import InceptSADEncoder, SignalSpec
     from ttdnet.models.registry import build_encoder
 
@@ -221,7 +167,7 @@ def build_model(config, signal: dict, n_layers: int, dim: int, n_subjects: int, 
         feature_std=std,
     )
     if config.freeze_encoder:
-        model.encoder.requires_grad_(False)
+        freeze(model.encoder)
     return model
 
 
@@ -240,11 +186,30 @@ def _datasets(config, subjects: list[str], split: str, average: bool) -> ThingsE
     )
 
 
+def selection_galleries(config, val_set: ThingsEEG2Dataset) -> list[np.ndarray]:
+    """The validation galleries of a fold, checked to yield ``--selection_metric``.
+
+    With ``--model_selection last`` validation is only logged, so a split too small to rank gives no galleries.
+    """
+    try:
+        galleries = validation_galleries(val_set)
+    except TtdnetError:
+        if config.model_selection == "validation":
+            raise
+        return []
+    smallest = min(len(gallery) for gallery in galleries)
+    available = validation_keys(smallest, config.kway, config.topk)
+    if config.selection_metric not in available:
+        raise TtdnetError(
+            f"--selection_metric {config.selection_metric} cannot be computed on validation galleries of "
+            f"{smallest} held-out concepts; choose one of {available}"
+        )
+    return galleries
+
+
 def train_fold(fold: Fold, config, accelerator, best: BestOnValidation, context: dict) -> dict:
     """Train, select and test one fold; return its results (also written to ``fold.dir/fold_results.json``)."""
     from accelerate.utils import set_seed
-    from diffusers.optimization import get_scheduler
-    from tqdm.auto import tqdm
 
     features: FeatureFile = context["features"]
     subject_index = context["subject_index"]
@@ -254,30 +219,20 @@ def train_fold(fold: Fold, config, accelerator, best: BestOnValidation, context:
         train_set = _datasets(config, fold.train_subjects, "train", config.train_average_repetitions)
         val_set = _datasets(config, fold.train_subjects, "val", eval_average)
         test_set = _datasets(config, [fold.subject], "test", eval_average)
-    if len(val_set) == 0 and config.model_selection == "validation":
-        raise TtdnetError("the validation split is empty: raise --val_fraction or use --model_selection last")
+    galleries = selection_galleries(config, val_set)
     signal = {
         "chs_info": [{"ch_name": n} for n in train_set.ch_names],
         "n_times": train_set.n_times,
         "sfreq": train_set.sfreq,
     }
-    train_rows = np.unique(train_set.image_indices)
-    mean, std = feature_statistics(features.features["training"], train_rows)
+    mean, std = feature_statistics(features.features["training"], np.unique(train_set.image_indices))
 
-    # Fresh, seeded initialisation for every fold (D9): the same seed gives the same initial weights.
-    set_seed(config.seed)
+    set_seed(config.seed)  # the same fresh initialisation for every fold
     model = build_model(
-        config,
-        signal,
-        features.n_layers,
-        features.dim,
-        len(subject_index),
-        mean,
-        std,
+        config, signal, features.n_layers, features.dim, len(subject_index), mean, std,
         f"THINGS-EEG2 data in {config.dataset_root}",
-    )
+    )  # fmt: skip
     init_fingerprint = state_fingerprint(model)
-
     train_loader = DataLoader(
         train_set,
         batch_size=config.train_batch_size,
@@ -287,339 +242,126 @@ def train_fold(fold: Fold, config, accelerator, best: BestOnValidation, context:
     )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.adam_weight_decay)
-    steps_per_epoch = len(train_loader)
-    max_steps = config.num_train_epochs * steps_per_epoch
-    scheduler = get_scheduler(
-        config.lr_scheduler,
-        optimizer,
-        num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=max_steps * accelerator.num_processes,
-    )
-    accelerator.free_memory()
-    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     best.reset()
-    steps_per_epoch = len(train_loader)
-    max_steps = config.num_train_epochs * steps_per_epoch
-    unwrapped: RetrievalModel = accelerator.unwrap_model(model)
-
-    global_step = 0
-    resume = None
-    if config.resume_from_checkpoint == "latest":
-        resume = resolve_checkpoint(fold.dir, "latest")
-    elif (
-        config.resume_from_checkpoint is not None
-        and Path(config.resume_from_checkpoint).resolve().parent == fold.dir.resolve()
-    ):
-        resume = resolve_checkpoint(fold.dir, config.resume_from_checkpoint)
-    if resume is not None:
-        global_step, checkpoint = resume
-        accelerator.print(f"[{fold.subject}] Resuming from {checkpoint} (step {global_step})")
-        accelerator.load_state(str(checkpoint))
-    first_epoch = global_step // steps_per_epoch
-    skip_batches = global_step % steps_per_epoch
-    metrics = (
-        MetricsCSV(
-            fold.dir / "metrics.csv",
-            [
-                "epoch",
-                "split",
-                "loss",
-                "infonce",
-                "mmd",
-                "mmd_weight",
-                "lr",
-                "logit_scale",
-                "top1",
-                "top5",
-                "selection_score",
-            ],
-            resume_step=global_step,
-        )
-        if accelerator.is_main_process
-        else None
+    loop = TrainingLoop(
+        accelerator,
+        config,
+        fold.dir,
+        model=model,
+        optimizer=optimizer,
+        train_loader=train_loader,
+        best=best,
+        name=f"{fold.prefix} steps",
+        metric_columns=METRIC_COLUMNS,
+        log_prefix=f"{fold.prefix}/",
+        step_offset=context["step_offset"],
     )
+    loop.resume(context["resume_requests"][fold.prefix])
+    unwrapped: RetrievalModel = loop.unwrapped_model
     features_train = features.features["training"].to(device)
     features_test = features.features["test"]
     lookup = torch.full((max(subject_index) + 1,), -1, dtype=torch.long, device=device)
     for number, index in subject_index.items():
         lookup[number] = index
-    prefix = f"{fold.protocol}/{fold.subject}"
-    progress = tqdm(
-        total=max_steps, initial=global_step, desc=f"{prefix} steps", disable=not accelerator.is_local_main_process
-    )
-    started = time.perf_counter()
-    model.train()
-    if config.freeze_encoder:
-        unwrapped.encoder.eval()
-    for epoch in range(first_epoch, config.num_train_epochs):
-        train_loader.set_epoch(epoch)
-        loader = (
-            accelerator.skip_first_batches(train_loader, skip_batches)
-            if epoch == first_epoch and skip_batches
-            else train_loader
-        )
-        weight = mmd_weight(epoch + 1, config.mmd_epochs, config.mmd_weight_start, config.mmd_weight_end)
-        for batch in loader:
-            seed_micro_step(config.seed, global_step, 0, accelerator.process_index)
-            eeg = gaussian_smooth(batch.eeg, config.smooth_prob, config.smooth_kernel, config.smooth_sigma)
-            image = features_train[batch.image_index.to(device)]
-            z_eeg, z_image, logit_scale = model(eeg, image, lookup[batch.subject.to(device)])
-            contrastive = info_nce(z_eeg.float(), z_image.float(), logit_scale.float())
-            mmd = mmd_rbf(z_eeg.float(), z_image.float()) if weight > 0 else contrastive.new_zeros(())
-            loss = weight * mmd + (1 - weight) * contrastive
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            if config.learn_temperature:
-                with torch.no_grad():
-                    unwrapped.logit_scale.clamp_(0, math.log(100.0))
-            global_step += 1
-            values = accelerator.gather(torch.stack([loss.detach(), contrastive.detach(), mmd.detach()]).float()[None])
-            loss_value, nce_value, mmd_value = values.mean(dim=0).tolist()
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(
-                    f"[{prefix}] loss is {loss_value} at step {global_step}; lower --learning_rate"
-                )
-            lr = scheduler.get_last_lr()[0]
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss_value:.4f}", epoch=epoch + 1)
-            accelerator.log(
-                {
-                    f"{prefix}/train/loss": loss_value,
-                    f"{prefix}/train/infonce": nce_value,
-                    f"{prefix}/train/mmd": mmd_value,
-                    f"{prefix}/train/lr": lr,
-                },
-                step=global_step,
-            )
-            if metrics:
-                metrics.log(
-                    global_step,
-                    {
-                        "epoch": epoch + 1,
-                        "split": "train",
-                        "loss": loss_value,
-                        "infonce": nce_value,
-                        "mmd": mmd_value,
-                        "mmd_weight": weight,
-                        "lr": lr,
-                        "logit_scale": float(unwrapped.logit_scale.detach()),
-                    },
-                )
-            end_of_epoch = global_step % steps_per_epoch == 0
-            if end_of_epoch and ((epoch + 1) % config.validation_epochs == 0 or epoch + 1 == config.num_train_epochs):
-                validate(
-                    fold,
-                    config,
-                    unwrapped,
-                    best,
-                    val_set,
-                    features_train,
-                    epoch + 1,
-                    global_step,
-                    metrics,
-                    accelerator,
-                    test_set,
-                    features_test,
-                )
-            if global_step % config.checkpointing_steps == 0 and accelerator.is_main_process:
-                save_checkpoint(accelerator, fold.dir, global_step, config.checkpoints_total_limit)
-            accelerator.wait_for_everyone()
-    progress.close()
-    seconds = time.perf_counter() - started
 
-    # The test set is scored once, with the selected weights.
-    last_weights = {key: value.detach().cpu().clone() for key, value in unwrapped.state_dict().items()}
-    if config.model_selection == "validation":
-        if not best.weights:
-            raise TtdnetError(f"[{prefix}] no validation ran; lower --validation_epochs")
-        unwrapped.load_state_dict(best.weights)
+    def compute_loss(batch, epoch):
+        weight = mmd_weight(epoch + 1, config.mmd_epochs, config.mmd_weight_start, config.mmd_weight_end)
+        eeg = gaussian_smooth(batch.eeg, config.smooth_prob, config.smooth_kernel, config.smooth_sigma)
+        z_eeg, z_image, logit_scale = loop.model(
+            eeg, features_train[batch.image_index.to(device)], lookup[batch.subject.to(device)]
+        )
+        z_eeg, z_image = gather_batch(z_eeg.float()), gather_batch(z_image.float())
+        image_ids = gather_batch(batch.image_index.to(device))
+        contrastive = info_nce(z_eeg, z_image, logit_scale.float(), image_ids)
+        mmd = mmd_rbf(z_eeg, z_image) if weight > 0 else contrastive.new_zeros(())
+        terms = {"infonce": contrastive, "mmd": mmd, "mmd_weight": mmd.new_tensor(weight), "logit_scale": logit_scale}
+        return weight * mmd + (1 - weight) * contrastive, terms
+
+    def clamp_temperature():
+        if config.learn_temperature:
+            with torch.no_grad():
+                unwrapped.logit_scale.clamp_(0, np.log(100.0))
+
+    def score_validation(step):
+        logger.info(f"{fold.prefix}: validation at step {step} on process {accelerator.process_index}")
+        values = validation_scores(
+            unwrapped, val_set, features_train, galleries, config.kway, config.topk, config.train_batch_size, device
+        )
+        out = {f"val/{key}": values[key] for key in ("top1", "top5") if key in values}
+        out["val/selection_score"] = values[config.selection_metric]
+        if config.log_test_curves:  # logged under its own label, for inspection only; never read by the selection
+            curve = evaluate_split(
+                unwrapped, test_set, features_test, [], config.topk, 0, config.seed, config.train_batch_size, device
+            )[subject_number(fold.subject)]
+            out |= {
+                f"test_curve_not_for_selection/{key}": curve[key].value for key in ("top1", "top5") if key in curve
+            }
+        return values[config.selection_metric], out
+
+    result = loop.run(
+        compute_loss,
+        validate=(lambda step, epoch: on_main_process(accelerator, lambda: score_validation(step)))
+        if galleries
+        else None,
+        validation_epochs=config.validation_epochs,
+        after_optimizer_step=clamp_temperature,
+        divergence_hint=f"[{fold.prefix}] lower --learning_rate",
+    )
+    selected_weights = loop.selected_weights()
+    if selected_weights is None:
+        selected = {"rule": "last epoch", "epoch": loop.plan.num_epochs, "validation_score": None}
+    else:
         selected = {
             "rule": f"best validation {config.selection_metric} (held-out training concepts)",
-            "epoch": best.at,
+            "epoch": best.epoch,
             "validation_score": best.value,
         }
-    else:
-        selected = {"rule": "last epoch", "epoch": config.num_train_epochs, "validation_score": None}
-    test_scores = evaluate_split(
-        unwrapped,
-        test_set,
-        features_test,
-        config.kway,
-        config.topk,
-        config.mc_trials,
-        config.seed,
-        config.train_batch_size,
-        device,
-    )[subject_number(fold.subject)]
-    provenance = {"fold": prefix, "selected": selected, "feature_file": str(features.path)}
-    result = {
-        "subject": fold.subject,
-        "protocol": fold.protocol,
-        "train_subjects": fold.train_subjects,
-        "selection": selected,
-        "test": flatten_scores(test_scores),
-        "chance": {key: score.chance for key, score in test_scores.items()},
-        "n_test_queries": int(len(test_scores["top1"].per_query)),
-        "n_train_samples": len(train_set),
-        "n_validation_queries": len(val_set),
-        "initial_weights_sha256": init_fingerprint,
-        "selected_weights_sha256": state_fingerprint(unwrapped),
-        "train_seconds": round(seconds, 2),
-        "steps": global_step,
-    }
-    if accelerator.is_main_process:
+    done = fold.dir / "fold_results.json"
+    if accelerator.is_main_process:  # the test set is scored once, with the selected weights
+        last_weights = {key: value.detach().cpu().clone() for key, value in unwrapped.state_dict().items()}
+        if selected_weights is not None:
+            unwrapped.load_state_dict(selected_weights)
+        logger.info(f"{fold.prefix}: scoring the test set once, on process {accelerator.process_index}")
+        test_scores = evaluate_split(
+            unwrapped, test_set, features_test, config.kway, config.topk, config.mc_trials, config.seed,
+            config.train_batch_size, device,
+        )[subject_number(fold.subject)]  # fmt: skip
+        provenance = {"fold": fold.prefix, "selected": selected, "feature_file": str(features.path)}
+        fold_result = {
+            "subject": fold.subject,
+            "protocol": fold.protocol,
+            "train_subjects": fold.train_subjects,
+            "selection": selected,
+            "test": flatten_scores(test_scores),
+            "chance": {key: score.chance for key, score in test_scores.items()},
+            "n_test_queries": int(len(test_scores["top1"].per_query)),
+            "n_train_samples": len(train_set),
+            "n_validation_queries": len(val_set),
+            "n_validation_galleries": len(galleries),
+            "initial_weights_sha256": init_fingerprint,
+            "selected_weights_sha256": state_fingerprint(unwrapped),
+            "train_seconds": result.seconds,
+            "steps": result.final_step,
+            "num_processes": accelerator.num_processes,
+            "total_batch_size": loop.plan.total_batch_size,
+        }
         save_retrieval_model(unwrapped, fold.dir / "model", provenance)
-        current = {key: value.detach().clone() for key, value in unwrapped.state_dict().items()}
         unwrapped.load_state_dict(last_weights)
         save_retrieval_model(unwrapped, fold.dir / "model-last", {**provenance, "selected": {"rule": "last epoch"}})
-        unwrapped.load_state_dict(current)
-        atomic_write_json(fold.dir / "fold_results.json", result)
+        atomic_write_json(done, fold_result)
     accelerator.wait_for_everyone()
-    return result
-
-
-def validate(
-    fold, config, model, best, val_set, features_train, epoch, step, metrics, accelerator, test_set, features_test
-) -> None:
-    """Score the validation split, update the selection; optionally log a labelled test curve (never selects)."""
-    prefix = f"{fold.protocol}/{fold.subject}"
-    scores = evaluate_split(
-        model,
-        val_set,
-        features_train,
-        config.kway,
-        config.topk,
-        0,
-        config.seed,
-        config.train_batch_size,
-        accelerator.device,
-    )
-    score = mean_over_subjects(scores, config.selection_metric)
-    top1, top5 = mean_over_subjects(scores, "top1"), mean_over_subjects(scores, "top5") if 5 in config.topk else None
-    accelerator.log({f"{prefix}/val/{config.selection_metric}": score, f"{prefix}/val/top1": top1}, step=step)
-    if metrics:
-        metrics.log(step, {"epoch": epoch, "split": "val", "top1": top1, "top5": top5, "selection_score": score})
-    if config.model_selection == "validation" and best.update(score, epoch, model):
-        logger.info(f"[{prefix}] epoch {epoch}: validation {config.selection_metric} {score:.4f} (best so far)")
-    if config.log_test_curves:
-        # Logged for inspection only, under its own label; nothing here feeds back into `best`.
-        curve = evaluate_split(
-            model,
-            test_set,
-            features_test,
-            config.kway,
-            config.topk,
-            0,
-            config.seed,
-            config.train_batch_size,
-            accelerator.device,
-        )
-        values = next(iter(curve.values()))
-        accelerator.log({f"{prefix}/test_curve_not_for_selection/top1": values["top1"].value}, step=step)
-        if metrics:
-            metrics.log(
-                step,
-                {
-                    "epoch": epoch,
-                    "split": "test_curve (not used for selection)",
-                    "top1": values["top1"].value,
-                    "top5": values["top5"].value if "top5" in values else None,
-                },
-            )
-
-
-# ------------------------------------------------------------------------------------------------ reports
-
-
-def protocol_record(config, features: FeatureFile, dataset: ThingsEEG2Dataset) -> dict:
-    """Everything that defines the numbers (``metrics.md`` §3 reporting), written next to them."""
-    settings = features.settings
-    return {
-        "protocol": "intra-subject" if config.protocol == "intra" else "inter-subject (leave-one-subject-out)",
-        "channels": f"{dataset.n_chans} ({', '.join(dataset.ch_names)})",
-        "sfreq_hz": dataset.sfreq,
-        "window_s": [float(dataset.times[0]), float(dataset.times[-1] + 1 / dataset.sfreq)],
-        "n_times": dataset.n_times,
-        "train_averaging": "mean of repetitions" if config.train_average_repetitions else "single repetitions",
-        "test_averaging": config.test_averaging,
-        "mvnn_fit_partition": "as in the data files (not recorded by them; see their preprocessing provenance)",
-        "image_feature_space": {
-            "backbone": settings.get("backbone", "user-supplied"),
-            "weights": settings.get("weights", "unknown"),
-            "layers": features.layer_names,
-            "pooling": settings.get("pooling"),
-            "normalized": features.normalized,
-            "file": str(features.path),
-        },
-        "layer_mode": config.layer_mode,
-        "gallery": f"the {len(features.paths['test'])} test stimulus images (not concept centres)",
-        "model_selection": (
-            f"best validation {config.selection_metric} on held-out training concepts "
-            f"(val_fraction={config.val_fraction}, split_seed={config.split_seed}); test scored once"
-            if config.model_selection == "validation"
-            else "last epoch; test scored once"
-        ),
-        "encoder": config.encoder + (f" from {config.encoder_pretrained}" if config.encoder_pretrained else ""),
-        "epochs": config.num_train_epochs,
-        "seed": config.seed,
-        "kway": "exact expectation over all distractor sets; *_mc = seeded Monte-Carlo with 95% CI",
-    }
-
-
-def summarise(folds: list[dict]) -> dict:
-    """Mean and sample sd over subjects of every scalar test metric."""
-    keys = [key for key, value in folds[0]["test"].items() if isinstance(value, float)]
-    summary = {}
-    for key in keys:
-        values = np.array([fold["test"][key] for fold in folds])
-        summary[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
-    return summary
-
-
-def write_reports(output_dir: Path, record: dict, folds: list[dict], summary: dict, config) -> None:
-    """``results.json``, ``results.csv`` (one row per subject) and ``results.md``."""
-    import pandas as pd
-
-    atomic_write_json(output_dir / "results.json", {"protocol": record, "subjects": folds, "summary": summary})
-    keys = [key for key in folds[0]["test"] if isinstance(folds[0]["test"][key], float)]
-    rows = [
-        {"subject": f["subject"], "selected_epoch": f["selection"]["epoch"], **{k: f["test"][k] for k in keys}}
-        for f in folds
-    ]
-    atomic_write_text(output_dir / "results.csv", pd.DataFrame(rows).to_csv(index=False))
-    shown = [
-        k for k in ("top1", "top5", "top1_2way", "top1_4way", "top1_10way", "top1_50way", "top1_100way") if k in keys
-    ]
-    lines = ["# Zero-shot EEG-to-image retrieval", "", "Protocol (applies to every number below):", ""]
-    for name, value in record.items():
-        lines.append(f"- **{name}**: {value}")
-    lines += ["", "| subject | selected epoch | " + " | ".join(shown) + " |", "|---" * (len(shown) + 2) + "|"]
-    for fold in folds:
-        cells = [f"{100 * fold['test'][k]:.1f}" for k in shown]
-        lines.append(f"| {fold['subject']} | {fold['selection']['epoch']} | " + " | ".join(cells) + " |")
-    lines.append(
-        "| **mean ± sd** | | "
-        + " | ".join(f"{100 * summary[k]['mean']:.1f} ± {100 * summary[k]['sd']:.1f}" for k in shown)
-        + " |"
-    )
-    chance = folds[0]["chance"]
-    lines += ["", "Values in %. Chance: " + ", ".join(f"{k} {100 * chance[k]:.1f}" for k in shown) + "."]
-    atomic_write_text(output_dir / "results.md", "\n".join(lines) + "\n")
-
-
-# -------------------------------------------------------------------------------------------------- entry
+    return json.loads(done.read_text())
 
 
 def train(config) -> dict:
     """Run every fold of ``config.protocol``; return ``{"protocol", "subjects", "summary"}`` (also written)."""
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+    from accelerate.utils import set_seed
 
-    from ttdnet.config import config_to_dict, save_config
+    from ttdnet.config import config_to_dict
     from ttdnet.data import ThingsEEG2Layout
+    from ttdnet.stages.run_folder import MAY_CHANGE_ON_RESUME, open_run_folder
+    from ttdnet.stages.training_logs import init_trackers
+    from ttdnet.stages.training_loop import create_accelerator
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     if config.dataset_root is None:
@@ -634,34 +376,41 @@ def train(config) -> dict:
     for split in ("training", "test"):
         features.check_paths(split, probe.metadata.relative_paths(split))
     folds = make_folds(config, all_subjects, output_dir)
+    resume_requests = fold_resume_requests(config.resume_from_checkpoint, folds)
     subject_index = {subject_number(s): i for i, s in enumerate(all_subjects)}
 
-    accelerator = Accelerator(
-        mixed_precision=config.mixed_precision,
-        log_with=tracker_setup(config.report_to),
-        project_config=ProjectConfiguration(
-            project_dir=str(output_dir), logging_dir=str(output_dir / config.logging_dir)
-        ),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
-    )
+    if config.smooth_prob > 0:
+        gaussian_kernel(config.smooth_kernel, config.smooth_sigma)  # an even kernel size is an error, now
+    for fold in folds:  # check every fold's validation split before anything is written
+        selection_galleries(
+            config, _datasets(config, fold.train_subjects, "val", config.test_averaging == "avg_input")
+        )
+    run = open_run_folder(config, "train-retrieval", MAY_CHANGE_ON_RESUME | {"eval_subjects", "log_test_curves"})
+    accelerator = create_accelerator(config)
+    run.commit(accelerator, config)
+    set_seed(config.seed)
     best = BestOnValidation(mode="max")
     accelerator.register_for_checkpointing(best)
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, output_dir / "config.yaml", command="train-retrieval")
         init_trackers(accelerator, "ttdnet-retrieval", config_to_dict(config))
-    context = {"features": features, "subject_index": subject_index}
-    results = []
-    import json
-
+    context = {"features": features, "subject_index": subject_index, "resume_requests": resume_requests}
+    results, step_offset = [], 0
     for fold in folds:
         done = fold.dir / "fold_results.json"
-        if config.resume_from_checkpoint is not None and done.is_file():
-            accelerator.print(f"[{fold.protocol}/{fold.subject}] finished earlier; reusing {done}")
-            results.append(json.loads(done.read_text()))
-            continue
-        results.append(train_fold(fold, config, accelerator, best, context))
+        explicit = resume_requests[fold.prefix] not in (None, "latest")
+        if config.resume_from_checkpoint is not None and done.is_file() and not explicit:
+            if accelerator.is_main_process:
+                logger.info(f"[{fold.prefix}] finished earlier; reusing {done}")
+            result = json.loads(done.read_text())
+        else:
+            result = train_fold(fold, config, accelerator, best, {**context, "step_offset": step_offset})
+        results.append(result)
+        step_offset += result["steps"]  # trackers see one growing step across folds
     record = protocol_record(config, features, probe)
+    record["infonce_negatives"] = (
+        f"the global batch ({config.train_batch_size} per process x {accelerator.num_processes} process(es)); "
+        "pairs that hold the same image are masked out"
+    )
     summary = summarise(results)
     if accelerator.is_main_process:
         write_reports(output_dir, record, results, summary, config)

@@ -1,25 +1,27 @@
 """``ttdnet train-retrieval``: contrastive EEG-to-image retrieval with honest zero-shot evaluation.
 
 Run it as ``accelerate launch -m ttdnet train-retrieval --config configs/retrieval.yaml`` (or ``ttdnet
-train-retrieval ...`` on one device). Protocols (``shared/specs/design-sources.md`` §2.5, §7.1):
+train-retrieval ...`` on one device). Protocols (see docs/retrieval.md):
 
 * ``intra``: one model per subject, trained on that subject's training split;
-* ``inter`` (leave-one-subject-out): per held-out subject, a **freshly initialised** model (same seed for every
-  fold, D9) trained on the other subjects' training splits.
+* ``inter`` (leave-one-subject-out): per held-out subject, a **freshly initialised** model (the same seed for
+  every fold) trained on the other subjects' training splits.
 
-Model selection uses the validation split only (held-out *training concepts*, D5/R7) or the last epoch; the
-test set is scored once, at the end of a fold, with the selected weights. Per-epoch test curves can be logged
-(``--log_test_curves``); they are labelled ``test_curve`` and never read by the selection code.
+Model selection uses the validation split only (held-out *training concepts*, scored on galleries of one image
+per concept like the test gallery) or the last epoch; the test set is scored once, at the end of a fold, with
+the selected weights. Per-epoch test curves can be logged (``--log_test_curves``); they are labelled
+``test_curve_not_for_selection`` and never read by the selection code.
 
 Outputs in ``output_dir``: ``results.json``, ``results.csv``, ``results.md`` (protocol next to the numbers),
-``config.yaml``, and per fold ``<protocol>/sub-XX/`` with ``model/`` (selected weights), ``model-last/``,
-``metrics.csv``, ``checkpoint-N/`` and ``fold_results.json`` (a finished fold is skipped on resume).
+``config.yaml``, ``run_history.jsonl``, and per fold ``<protocol>/sub-XX/`` with ``model/`` (selected weights),
+``model-last/``, ``metrics.csv``, ``checkpoint-N/`` and ``fold_results.json`` (a finished fold is reused on
+resume).
 """
 
 import argparse
 import dataclasses
 import json
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ttdnet.cli import Command
 
@@ -27,6 +29,35 @@ from ttdnet.cli import Command
 @dataclasses.dataclass
 class RetrievalConfig:
     """Options of ``ttdnet train-retrieval``. Flag names follow diffusers' training scripts."""
+
+    OPTION_RANGES: ClassVar[dict[str, str]] = {
+        "val_fraction": "[0, 1)",
+        "proj_dim": "[1, inf)",
+        "image_hidden_dim": "[1, inf)",
+        "router_subject_dropout": "[0, 1]",
+        "router_layer_dropout": "[0, 1)",
+        "router_temperature": "(0, inf)",
+        "init_temperature": "(0, inf)",
+        "mmd_epochs": "[0, inf)",
+        "mmd_weight_start": "[0, 1]",
+        "mmd_weight_end": "[0, 1]",
+        "smooth_prob": "[0, 1]",
+        "smooth_kernel": "[1, inf)",
+        "smooth_sigma": "(0, inf)",
+        "train_batch_size": "[1, inf)",
+        "num_train_epochs": "[1, inf)",
+        "learning_rate": "(0, inf)",
+        "adam_weight_decay": "[0, inf)",
+        "lr_warmup_steps": "[0, inf)",
+        "max_grad_norm": "(0, inf)",
+        "dataloader_num_workers": "[0, inf)",
+        "validation_epochs": "[1, inf)",
+        "kway": "[2, inf)",
+        "topk": "[1, inf)",
+        "mc_trials": "[0, inf)",
+        "checkpointing_steps": "[1, inf)",
+        "checkpoints_total_limit": "[1, inf)",
+    }
 
     # Data.
     dataset_root: str | None = dataclasses.field(default=None, metadata={"help": "THINGS-EEG2 root"})
@@ -110,7 +141,11 @@ class RetrievalConfig:
         default="validation", metadata={"help": "best validation score (held-out training concepts) or last epoch"}
     )
     selection_metric: str = dataclasses.field(
-        default="top1_200way", metadata={"help": "validation key to maximise (top1, top5, top1_200way, ...)"}
+        default="top1",
+        metadata={
+            "help": "validation score to maximise, on galleries of one image per held-out concept: top1 (K-way, "
+            "K = held-out concepts), top5, or an exact k-way score such as top1_200way (needs K >= 200)"
+        },
     )
     validation_epochs: int = dataclasses.field(default=1, metadata={"help": "validate every N epochs"})
     log_test_curves: bool = dataclasses.field(
@@ -126,17 +161,27 @@ class RetrievalConfig:
     checkpointing_steps: int = dataclasses.field(default=500, metadata={"help": "save a checkpoint every N steps"})
     checkpoints_total_limit: int | None = dataclasses.field(default=2, metadata={"help": "checkpoints kept per fold"})
     resume_from_checkpoint: str | None = dataclasses.field(
-        default=None, metadata={"help": "'latest' (finished folds are skipped) or a path to a checkpoint-N folder"}
+        default=None,
+        metadata={
+            "help": "'latest' (finished folds are reused, each other fold resumes from its newest checkpoint), or the "
+            "path of one fold's checkpoint-N folder (a bare checkpoint-N name when the run has one fold)"
+        },
+    )
+    overwrite: bool = dataclasses.field(
+        default=False, metadata={"help": "delete the contents of a previous run in output_dir and start again"}
     )
     report_to: str = dataclasses.field(default="tensorboard", metadata={"help": "tensorboard, wandb, all or none"})
     logging_dir: str = dataclasses.field(default="logs", metadata={"help": "tracker folder inside output_dir"})
 
 
 def run(config: RetrievalConfig, namespace: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
     from ttdnet.stages.retrieval_training import train
 
     results = train(config)
-    print(json.dumps(results["summary"], indent=2))
+    if PartialState().is_main_process:
+        print(json.dumps(results["summary"], indent=2))
     return 0
 
 

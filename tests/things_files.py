@@ -13,19 +13,34 @@ from PIL import Image
 OFFICIAL_TIMES = np.arange(100) / 100 - 0.2
 TRAIN_NAMES = ["aardvark", "aircraft_carrier", "bagel", "camel", "dolphin"]
 TEST_NAMES = ["antelope", "backscratcher", "cello", "drum"]
+MORE_NAMES = """anchor apron banjo barrel beaver bison blimp bucket cactus canoe carrot cobra comet cymbal dagger
+    donkey easel falcon ferret gazelle goblet harp hornet igloo jaguar kettle ladle lemur lobster mango marimba
+    mitten narwhal oboe otter parrot peacock quilt raccoon saddle""".split()
+"""Forty more concept names for fixtures that need more concepts than the five above."""
 
 
-def write_image_set(image_dir: Path, images_per_concept: int = 3, image_size: int = 16) -> dict[str, list[str]]:
-    """Write ``image_metadata.npy`` and tiny JPEGs following the official naming rules; return the metadata."""
+def write_image_set(
+    image_dir: Path,
+    images_per_concept: int = 3,
+    image_size: int = 16,
+    train_names: list[str] = TRAIN_NAMES,
+    test_names: list[str] = TEST_NAMES,
+    blocks: int | None = None,
+) -> dict[str, list[str]]:
+    """Write ``image_metadata.npy`` and tiny JPEGs following the official naming rules; return the metadata.
+
+    Pixels are uniform noise, or with ``blocks`` a random ``blocks x blocks`` colour layout (images that differ
+    in their coarse structure, as a learnable image-to-EEG relation needs).
+    """
     metadata: dict[str, list[str]] = {
         key: [] for key in ("train_img_concepts", "train_img_files", "train_img_concepts_THINGS")
     }
     metadata.update({key: [] for key in ("test_img_concepts", "test_img_files", "test_img_concepts_THINGS")})
-    everything = sorted(TRAIN_NAMES + TEST_NAMES)
+    everything = sorted(train_names + test_names)
     rng = np.random.default_rng(0)
     for prefix, folder, names, per_concept in (
-        ("train", "training_images", TRAIN_NAMES, images_per_concept),
-        ("test", "test_images", TEST_NAMES, 1),
+        ("train", "training_images", train_names, images_per_concept),
+        ("test", "test_images", test_names, 1),
     ):
         for k, name in enumerate(sorted(names), start=1):
             concept = f"{k:05d}_{name}"
@@ -37,6 +52,9 @@ def write_image_set(image_dir: Path, images_per_concept: int = 3, image_size: in
                 path = image_dir / folder / concept / file_name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 pixels = rng.integers(0, 256, size=(image_size, image_size, 3), dtype=np.uint8)
+                if blocks is not None:
+                    layout = rng.integers(0, 256, size=(blocks, blocks, 3), dtype=np.uint8)
+                    pixels = np.kron(layout, np.ones((image_size // blocks, image_size // blocks, 1), np.uint8))
                 Image.fromarray(pixels).save(path)
     np.save(image_dir / "image_metadata.npy", metadata, allow_pickle=True)
     return metadata

@@ -8,11 +8,16 @@ module must be cheap to import: heavy imports belong inside its ``run`` function
 """
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
+import json
+import os
 import sys
+import time
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from ttdnet import __version__
@@ -118,6 +123,19 @@ def _resolve(argv: list[str], commands: dict[str, Command]) -> tuple[str | None,
     return None, argv[1:]
 
 
+def _report_to_launcher(message: str) -> None:
+    """Hand the one-line error to a ``torchrun`` / ``accelerate launch`` multi-process launcher.
+
+    The launcher ends a failed run with its own report; torch elastic reads each worker's
+    ``TORCHELASTIC_ERROR_FILE`` and shows that message as the failure's ``traceback``, so the user's error is
+    what the report's last block says instead of a link to the elastic documentation.
+    """
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        with contextlib.suppress(OSError):
+            Path(path).write_text(json.dumps({"message": message, "timestamp": int(time.time())}), encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``ttdnet`` with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -153,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         config, namespace = parser.parse_config(rest)
         status = command.run(config, namespace)
     except TtdnetError as error:
-        print(f"ttdnet {name}: error: {error}", file=sys.stderr)
+        message = f"ttdnet {name}: error: {error}"
+        print(message, file=sys.stderr)
+        _report_to_launcher(message)
         return 1
     except KeyboardInterrupt:
         print(f"ttdnet {name}: interrupted", file=sys.stderr)

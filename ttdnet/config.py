@@ -7,6 +7,9 @@ then flags on the command line (the TRL ``TrlParser`` semantics). Parsing is don
 * ``--config FILE.yaml`` with unknown keys rejected by name (with a close-match suggestion);
 * a ``--no_<flag>`` / ``--no-<flag>`` complement for every boolean, whatever its default;
 * type and choice checks on values that came from YAML (argparse checks only command-line strings);
+* numeric ranges: a config class may declare ``OPTION_RANGES: ClassVar[dict[str, str]]`` mapping field
+  names to intervals such as ``"(0, 1)"`` or ``"[1, inf)"``; every value (flag or YAML) is checked against
+  them before the command runs, and ``--help`` shows them;
 * :func:`save_config`, which writes the resolved config next to an output.
 """
 
@@ -23,15 +26,13 @@ import yaml
 from transformers import HfArgumentParser
 
 from ttdnet import __version__
-from ttdnet.errors import TtdnetError
+from ttdnet.errors import ConfigError
 from ttdnet.io import atomic_write_yaml
 
 
+__all__ = ["ConfigError", "ConfigParser", "config_to_dict", "load_yaml_overrides", "option_ranges", "save_config"]
+
 ConfigT = TypeVar("ConfigT")
-
-
-class ConfigError(TtdnetError, ValueError):
-    """A configuration file or value is invalid. The message names the key, the value and the fix."""
 
 
 def _strip_optional(annotation: Any) -> tuple[Any, bool]:
@@ -81,6 +82,47 @@ def _check_value(name: str, value: Any, annotation: Any, source: str) -> Any:
             raise ConfigError(f"{source}: '{name}' must be a string, got {value!r} (quote it in YAML)")
         return value
     return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """A numeric range parsed from ``"(low, high)"`` / ``"[low, high]"`` notation (``inf`` allowed)."""
+
+    text: str
+    low: float
+    high: float
+    low_closed: bool
+    high_closed: bool
+
+    @classmethod
+    def parse(cls, text: str) -> "Interval":
+        stripped = text.strip()
+        if len(stripped) < 5 or stripped[0] not in "[(" or stripped[-1] not in "])" or "," not in stripped:
+            raise ValueError(f"interval {text!r} must look like '(0, 1)' or '[1, inf)'")
+        low, high = (float(part) for part in stripped[1:-1].split(","))
+        return cls(stripped, low, high, stripped[0] == "[", stripped[-1] == "]")
+
+    def __contains__(self, value: float) -> bool:
+        above = value >= self.low if self.low_closed else value > self.low
+        below = value <= self.high if self.high_closed else value < self.high
+        return above and below
+
+
+def option_ranges(config_class: type) -> dict[str, Interval]:
+    """The declared ``OPTION_RANGES`` of a config class, parsed (empty when it declares none)."""
+    declared = getattr(config_class, "OPTION_RANGES", {})
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    unknown = sorted(set(declared) - fields)
+    if unknown:
+        raise TypeError(f"{config_class.__name__}.OPTION_RANGES names fields it does not have: {unknown}")
+    return {name: Interval.parse(text) for name, text in declared.items()}
+
+
+def _check_range(name: str, value: Any, interval: Interval, source: str) -> None:
+    values = value if isinstance(value, list) else [value]
+    for item in values:
+        if item is not None and item not in interval:
+            raise ConfigError(f"{source}: '{name}' is {item!r}; it must be in {interval.text}")
 
 
 def load_yaml_overrides(config_class: type, path: str | os.PathLike) -> dict[str, Any]:
@@ -157,6 +199,10 @@ class ConfigParser(HfArgumentParser):
         )
         hints = typing.get_type_hints(config_class)
         actions = {option: action for action in self._actions for option in action.option_strings}
+        self.ranges = option_ranges(config_class)
+        for name, interval in self.ranges.items():
+            flag = actions[f"--{name}"]
+            flag.help = f"{flag.help or ''} (range {interval.text})".strip()
         for field in dataclasses.fields(config_class):
             if not field.init or _strip_optional(hints[field.name])[0] is not bool:
                 continue
@@ -206,6 +252,8 @@ class ConfigParser(HfArgumentParser):
                 values[field.name] = _check_value(
                     field.name, getattr(namespace, field.name), hints[field.name], "option"
                 )
+                if field.name in self.ranges:
+                    _check_range(field.name, values[field.name], self.ranges[field.name], "option")
         return self.config_class(**values), namespace
 
 

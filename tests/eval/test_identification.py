@@ -91,13 +91,25 @@ def test_nway_monte_carlo_is_seeded_and_agrees_with_exact():
     rng = np.random.default_rng(5)
     probs = rng.dirichlet(np.ones(30), size=10)
     labels = rng.integers(0, 30, size=10)
-    exact = ident.nway_classifier_exact(probs, labels, 5).mean()
-    first = ident.nway_classifier_monte_carlo(probs, labels, 5, trials=400, seed=3)
-    again = ident.nway_classifier_monte_carlo(probs, labels, 5, trials=400, seed=3)
-    assert first.mean == again.mean
-    low, high = first.ci95
-    assert low <= first.mean <= high
-    assert abs(first.mean - exact) < 4 * (high - low) / (2 * 1.96) + 1e-9
+    trials = 400
+    first = ident.nway_classifier_monte_carlo(probs, labels, 5, trials=trials, seed=3)
+    again = ident.nway_classifier_monte_carlo(probs, labels, 5, trials=trials, seed=3)
+    assert first.mean == again.mean and np.array_equal(first.outcomes, again.outcomes)
+    # Each trial's success probability, computed here by enumerating every distractor set; the stratified
+    # estimator's standard error follows from it: SE² = Σ p_i (1 − p_i) / T / N².
+    exact = np.array([enumerate_nway(probs[i], labels[i], 5) for i in range(10)])
+    expected_se = np.sqrt(np.sum(exact * (1 - exact)) / trials) / len(exact)
+    assert abs(first.mean - exact.mean()) < 4 * expected_se
+    half_width = (first.ci95[1] - first.ci95[0]) / 2
+    assert half_width == pytest.approx(1.96 * expected_se, rel=0.25)
+    # The draws are the documented ones: trial i uses default_rng(seed + i) over the classes other than its label.
+    replayed = []
+    for i in range(10):
+        draws = np.random.default_rng(3 + i)
+        others = np.delete(np.arange(30), labels[i])
+        replayed.append([np.all(probs[i, draws.choice(others, 4, replace=False)] < probs[i, labels[i]])
+                         for _ in range(trials)])  # fmt: skip
+    assert np.array_equal(first.outcomes, np.array(replayed, dtype=float))
 
 
 @pytest.mark.parametrize("n", [2, 4, 7])

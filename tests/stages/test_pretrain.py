@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -85,7 +86,8 @@ def weights(path):
 
 def test_rotation_and_resume_keep_the_exact_checkpoint_set(dataset, accelerate_config, tmp_path):
     out = tmp_path / "run"
-    common = {"checkpointing_steps": 4, "checkpoints_total_limit": 2}
+    # A constant schedule, so resuming with a longer max_train_steps continues the same run.
+    common = {"checkpointing_steps": 4, "checkpoints_total_limit": 2, "lr_scheduler": "constant"}
     run_to_end(accelerate_config, pretrain_args(dataset, out, tmp_path / "cache", max_train_steps=12, **common))
     assert checkpoint_names(out) == {"checkpoint-8", "checkpoint-12"}
     assert {"encoder", "encoder-last", "metrics.csv", "config.yaml", "training_summary.json"} <= {
@@ -147,3 +149,60 @@ def test_channel_and_window_mismatch_are_clear_errors(dataset, tmp_path, capsys)
 def test_missing_dataset_root_is_a_clear_error(tmp_path, capsys):
     assert main(["pretrain", "--output_dir", str(tmp_path), "--report_to", "none"]) == 1
     assert "give --dataset_root" in capsys.readouterr().err
+
+
+def test_a_run_folder_holds_one_run(dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = pretrain_args(dataset, out, tmp_path / "cache", max_train_steps=8, checkpointing_steps=4)
+    assert main(["pretrain", *args]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", *args]) == 1
+    assert "is not empty" in capsys.readouterr().err
+    assert main(["pretrain", *args, "--resume_from_checkpoint", "latest", "--mask_ratio", "0.3"]) == 1
+    assert "(mask_ratio: 0.5 -> 0.3)" in capsys.readouterr().err
+    # With the cosine schedule a longer run would not follow the same learning rates: refused.
+    longer = pretrain_args(dataset, out, tmp_path / "cache", max_train_steps=12, checkpointing_steps=4)
+    assert main(["pretrain", *longer, "--resume_from_checkpoint", "latest"]) == 1
+    assert "max_train_steps: 8 -> 12" in capsys.readouterr().err
+    assert main(["pretrain", *args, "--overwrite", "--seed", "8"]) == 0
+    assert (
+        "seed: 8" in (out / "config.yaml").read_text()
+        and len((out / "run_history.jsonl").read_text().splitlines()) == 1
+    )
+
+
+def test_a_damaged_checkpoint_names_the_missing_file_and_the_previous_checkpoint(dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = pretrain_args(dataset, out, tmp_path / "cache", max_train_steps=8, checkpointing_steps=4)
+    assert main(["pretrain", *args]) == 0
+    (out / "checkpoint-8" / "optimizer.bin").unlink()
+    capsys.readouterr()
+    assert main(["pretrain", *args, "--resume_from_checkpoint", "latest"]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint-8 is unusable: missing optimizer.bin; resume from the previous one with " in err
+    assert "--resume_from_checkpoint checkpoint-4" in err and "Traceback" not in err
+    assert main(["pretrain", *args, "--resume_from_checkpoint", "checkpoint-4"]) == 0
+
+
+def test_an_empty_validation_split_is_an_error_unless_selection_is_last(dataset, tmp_path, capsys):
+    args = pretrain_args(dataset, tmp_path / "run", tmp_path / "cache", max_train_steps=2, val_fraction=0.0)
+    assert main(["pretrain", *args]) == 1
+    assert "validation split is empty" in capsys.readouterr().err
+    assert main(["pretrain", *args, "--model_selection", "last", "--output_dir", str(tmp_path / "last")]) == 0
+    summary = (tmp_path / "last" / "training_summary.json").read_text()
+    assert '"selection": "last step (--model_selection last)"' in summary
+
+
+def test_a_resume_continues_in_the_saved_precision(dataset, tmp_path):
+    """The README's resume example does not repeat --mixed_precision: the run's own precision is the default."""
+    out = tmp_path / "run"
+    common = {"checkpointing_steps": 2, "lr_scheduler": "constant"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    first = pretrain_args(dataset, out, tmp_path / "cache", max_train_steps=2, mixed_precision="bf16", **common)
+    subprocess.run([sys.executable, "-m", "ttdnet", "pretrain", *first], env=env, check=True, capture_output=True)
+    resumed = pretrain_args(dataset, out, tmp_path / "cache", max_train_steps=4, resume_from_checkpoint="latest",
+                            **common)  # fmt: skip
+    subprocess.run([sys.executable, "-m", "ttdnet", "pretrain", *resumed], env=env, check=True, capture_output=True)
+    runs = [json.loads(line) for line in (out / "run_history.jsonl").read_text().splitlines()]
+    assert [run["mixed_precision"] for run in runs] == ["bf16", "bf16"]
+    assert runs[1]["changed_options"]["max_train_steps"] == [2, 4]

@@ -47,7 +47,15 @@ def test_pretrain_on_windows_only(tmp_path, capsys):
 
 def test_corpus_that_does_not_fit_the_encoder_is_refused(tmp_path, capsys):
     corpus = write_corpus(tmp_path / "c", sfreq=160.0, n_times=160)
-    args = ["pretrain", "--edf_windows", str(corpus.root), "--encoder_preset", "tiny", "--output_dir", str(tmp_path)]
+    args = [
+        "pretrain",
+        "--edf_windows",
+        str(corpus.root),
+        "--encoder_preset",
+        "tiny",
+        "--output_dir",
+        str(tmp_path / "run"),
+    ]
     assert main([*args, "--report_to", "none"]) == 1
     err = capsys.readouterr().err
     assert "index.json" in err and "160" in err and "100" in err

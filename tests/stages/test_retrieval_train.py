@@ -8,77 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from things_files import OFFICIAL_TIMES, write_eeg_file, write_image_set
+import torch
+from retrieval_files import options, write_retrieval_dataset, write_subjects
 
 from ttdnet.cli import available_commands, build_parser
 from ttdnet.data.channels import POSTERIOR_17_CHANNELS
-from ttdnet.stages.retrieval_features import run_features
 
 
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
 
 
-def write_subjects(root: Path, seed: int, test_noise_seed: int | None = None) -> None:
-    """3 subjects whose EEG carries the image's pixels (so training has something to learn)."""
-    from PIL import Image
-
-    from ttdnet.data import read_image_metadata
-
-    metadata = read_image_metadata(root / "image_set")
-    rng = np.random.default_rng(seed)
-    mixing = rng.standard_normal((17, 48))
-    for subject in ("sub-01", "sub-02", "sub-03"):
-        for partition, n_reps in (("training", 4), ("test", 80)):
-            thumbs = []
-            for relative in metadata.relative_paths(partition):
-                pixels = np.asarray(Image.open(root / "image_set" / relative).convert("RGB"), dtype=np.float64) / 255
-                thumbs.append(pixels.reshape(4, 4, 4, 4, 3).mean(axis=(1, 3)).reshape(-1))
-            signal = np.einsum("cf,nf->nc", mixing, np.array(thumbs))[:, None, :, None] * np.sin(np.arange(100) / 7)
-            noise = rng.standard_normal((len(thumbs), n_reps, 17, 100))  # always drawn: training data stays equal
-            if partition == "test" and test_noise_seed is not None:  # test EEG without any image information
-                signal, noise = 0.0, np.random.default_rng(test_noise_seed).standard_normal(noise.shape)
-            data = signal + noise
-            write_eeg_file(root / subject / f"preprocessed_eeg_{partition}.npy", data, list(POSTERIOR_17_CHANNELS),
-                           OFFICIAL_TIMES)  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("things")
-    write_image_set(root / "image_set")
-    write_subjects(root, seed=0)
-    command = available_commands()["features"]
-    config, _ = build_parser(command).parse_config(["--image_dir", str(root), "--output_dir", str(root / "features")])
-    features = run_features(config)["output"]
-    return root, features
-
-
-def options(root, features, output_dir, **overrides):
-    values = {
-        "dataset_root": root,
-        "features": features,
-        "output_dir": output_dir,
-        "cache_dir": Path(output_dir).parent / "cache",
-        "encoder_size": "tiny",
-        "proj_dim": 8,
-        "image_hidden_dim": 16,
-        "train_batch_size": 8,
-        "num_train_epochs": 3,
-        "mmd_epochs": 2,
-        "val_fraction": 0.2,
-        "selection_metric": "top1",
-        "kway": [2],
-        "topk": [1],
-        "mc_trials": 5,
-        "learning_rate": 1e-3,
-        "report_to": "none",
-        "seed": 3,
-    }
-    values.update(overrides)
-    args = []
-    for key, value in values.items():
-        args += [f"--{key}", *([str(v) for v in value] if isinstance(value, list) else [str(value)])]
-    return args
+    return root, write_retrieval_dataset(root)
 
 
 def run_in_process(args):
@@ -107,14 +50,17 @@ def test_tiny_run_under_accelerate_launch(dataset, tmp_path):
         and "held-out training concepts" in (report["protocol"]["model_selection"])
     )
     assert (out / "results.csv").read_text().startswith("subject,selected_epoch,top1")
+    fold = report["subjects"][0]
+    assert fold["chance"]["top1"] == pytest.approx(0.1)
+    assert fold["test"]["top1"] >= 0.6, "the model did not learn the EEG-image relation (chance is 0.1)"
     assert "| sub-01 |" in (out / "results.md").read_text()
     fold_dir = out / "intra" / "sub-01"
     assert {"model", "model-last", "metrics.csv", "fold_results.json"} <= {p.name for p in fold_dir.iterdir()}
     # The saved model reproduces the reported test top-1 when scored again from disk.
     from ttdnet.data import ThingsEEG2Dataset
+    from ttdnet.stages.retrieval_eval import evaluate_split
     from ttdnet.stages.retrieval_features import read_feature_file
     from ttdnet.stages.retrieval_model import load_retrieval_model
-    from ttdnet.stages.retrieval_training import evaluate_split
 
     model, provenance = load_retrieval_model(fold_dir / "model")
     test = ThingsEEG2Dataset(root, split="test", subjects=[1], cache_dir=tmp_path / "cache")
@@ -134,6 +80,7 @@ def test_every_inter_fold_starts_from_the_same_fresh_weights(dataset, tmp_path):
     folds = report["subjects"]
     assert [f["subject"] for f in folds] == ["sub-01", "sub-02", "sub-03"]
     assert [f["train_subjects"] for f in folds][0] == ["sub-02", "sub-03"]
+    assert all(f["test"]["top1"] >= 0.6 for f in folds), [f["test"]["top1"] for f in folds]  # chance 0.1
     assert len({f["initial_weights_sha256"] for f in folds}) == 1
     assert len({f["selected_weights_sha256"] for f in folds}) == 3
     assert all(f["initial_weights_sha256"] != f["selected_weights_sha256"] for f in folds)
@@ -172,12 +119,89 @@ def test_model_selection_never_sees_the_test_set(dataset, tmp_path):
 
 
 def test_resume_matches_an_uninterrupted_run(dataset, tmp_path):
+    import shutil
+
     root, features = dataset
-    kwargs = {"eval_subjects": ["1"], "num_train_epochs": 4, "checkpointing_steps": 2}
+    kwargs = {"eval_subjects": ["1"], "num_train_epochs": 4, "checkpointing_steps": 2, "checkpoints_total_limit": 100}
     reference = run_in_process(options(root, features, tmp_path / "ref", **kwargs))["subjects"][0]
     out = tmp_path / "resumed"
-    run_in_process(options(root, features, out, **{**kwargs, "num_train_epochs": 2}))
-    (out / "intra" / "sub-01" / "fold_results.json").unlink()  # as if the run had been killed after its checkpoint
+    run_in_process(options(root, features, out, **kwargs))
+    fold = out / "intra" / "sub-01"
+    # As if killed just after step 14 (mid-way through epoch 2 of 9 steps each): later outputs never existed.
+    for path in [fold / "fold_results.json", fold / "model", fold / "model-last", out / "results.json"]:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for step in range(16, 37, 2):
+        shutil.rmtree(fold / f"checkpoint-{step}")
     resumed = run_in_process(options(root, features, out, resume_from_checkpoint="latest", **kwargs))["subjects"][0]
     assert resumed["selected_weights_sha256"] == reference["selected_weights_sha256"]
     assert resumed["test"] == reference["test"]
+    assert (fold / "metrics.csv").read_text() == (tmp_path / "ref" / "intra" / "sub-01" / "metrics.csv").read_text()
+
+
+def test_a_frozen_encoder_is_never_trained_nor_put_in_training_mode(dataset, tmp_path):
+    """NICE has BatchNorm: a single forward pass in training mode would change its running statistics."""
+    from accelerate.utils import set_seed
+    from safetensors.torch import load_file
+
+    from ttdnet.stages.retrieval_features import read_feature_file
+    from ttdnet.stages.retrieval_training import _datasets, build_model, feature_statistics
+
+    root, features = dataset
+    args = options(root, features, tmp_path / "frozen", encoder="nice", freeze_encoder="true", eval_subjects=["1"],
+                   num_train_epochs=3)  # fmt: skip
+    run_in_process(args)
+    config, _ = build_parser(available_commands()["train-retrieval"]).parse_config(args)
+    loaded = read_feature_file(features)
+    train_set = _datasets(config, ["sub-01"], "train", True)
+    mean, std = feature_statistics(loaded.features["training"], np.unique(train_set.image_indices))
+    signal = {"chs_info": [{"ch_name": n} for n in POSTERIOR_17_CHANNELS], "n_times": 100, "sfreq": 100.0}
+    set_seed(config.seed)
+    fresh = build_model(config, signal, loaded.n_layers, loaded.dim, 3, mean, std, "test").state_dict()
+    for saved in ("model", "model-last"):
+        weights = load_file(str(tmp_path / "frozen" / "intra" / "sub-01" / saved / "model.safetensors"))
+        encoder_keys = [key for key in weights if key.startswith("encoder.")]
+        assert any("running_mean" in key for key in encoder_keys)
+        for key in encoder_keys:
+            assert torch.equal(weights[key], fresh[key]), f"{saved}: {key} changed"
+        assert not torch.equal(weights["eeg_projector.weight"], fresh["eeg_projector.weight"])  # the rest trained
+
+
+def test_resume_request_errors_say_what_to_do(dataset, tmp_path, capsys):
+    from ttdnet.cli import main
+
+    root, features = dataset
+    out = tmp_path / "run"
+    common = options(root, features, out, eval_subjects=["1", "2"], num_train_epochs=1, checkpointing_steps=2)
+    assert main(["train-retrieval", *common]) == 0
+    capsys.readouterr()
+    assert main(["train-retrieval", *common, "--resume_from_checkpoint", "checkpoint-8"]) == 1
+    assert "this run has 2 folds; give the path of a fold's checkpoint" in capsys.readouterr().err
+    assert main(["train-retrieval", *common, "--resume_from_checkpoint", str(tmp_path / "checkpoint-8")]) == 1
+    assert "is not a checkpoint of any fold of this run" in capsys.readouterr().err
+    assert main(["train-retrieval", *common]) == 1
+    assert "is not empty" in capsys.readouterr().err
+    assert main(["train-retrieval", *common, "--resume_from_checkpoint", "latest", "--learning_rate", "0.1"]) == 1
+    assert "learning_rate: 0.003 -> 0.1" in capsys.readouterr().err
+    # A checkpoint path inside a fold resumes that fold, even a finished one; the other fold is reused.
+    checkpoint = out / "intra" / "sub-02" / "checkpoint-8"  # 9 steps, a checkpoint every 2, the newest 2 kept
+    assert checkpoint.is_dir()
+    assert main(["train-retrieval", *common, "--resume_from_checkpoint", str(checkpoint)]) == 0
+    history = (out / "run_history.jsonl").read_text().splitlines()
+    assert len(history) == 2 and str(checkpoint) in history[1]
+
+
+def test_trackers_get_one_row_per_step_and_a_step_that_only_grows_across_folds(dataset, tmp_path, monkeypatch):
+    from accelerate import Accelerator
+
+    logged = []
+    monkeypatch.setattr(
+        Accelerator, "log", lambda self, values, step=None, log_kwargs=None: logged.append((step, values))
+    )
+    root, features = dataset
+    report = run_in_process(options(root, features, tmp_path / "inter", protocol="inter", eval_subjects=["1", "2"],
+                                    num_train_epochs=2))  # fmt: skip
+    steps = [step for step, _ in logged]
+    assert steps == list(range(1, len(steps) + 1))  # one row per optimizer step, never repeated or decreasing
+    assert len(steps) == sum(fold["steps"] for fold in report["subjects"])
+    second_fold = [values for _, values in logged if any(key.startswith("inter/sub-02/") for key in values)]
+    assert len(second_fold) == report["subjects"][1]["steps"] and "inter/sub-02/val/top1" in second_fold[-1]

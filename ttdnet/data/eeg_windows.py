@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ttdnet import __version__
-from ttdnet.errors import TtdnetError
+from ttdnet.errors import ConfigError, TtdnetError
 from ttdnet.io import atomic_open, atomic_write_json
 
 
@@ -275,7 +275,7 @@ def split_by_recording(corpus: EEGWindowCorpus, val_fraction: float, seed: int) 
         Sorted, disjoint window indices covering the corpus.
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
     sources = corpus.sources()
     n_val = int(round(val_fraction * len(sources)))
     if val_fraction > 0 and len(sources) > 1:

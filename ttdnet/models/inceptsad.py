@@ -15,6 +15,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from ttdnet.errors import ConfigError
 from ttdnet.models.signal import SignalSpec, SignalSpecError
 from ttdnet.models.transformer import TransformerBlock
 
@@ -119,7 +120,7 @@ class InceptSADEncoder(ModelMixin, ConfigMixin):
         self.signal = SignalSpec.infer(n_chans, n_times, sfreq, chs_info, input_window_seconds)
         n_chans, n_times, sfreq = self.signal.n_chans, self.signal.n_times, self.signal.sfreq
         if len(pool_sizes) != 2:
-            raise ValueError(f"pool_sizes must have 2 entries, got {pool_sizes}")
+            raise ConfigError(f"pool_sizes must have 2 entries, got {pool_sizes}")
         n_tokens = (n_times // pool_sizes[0]) // pool_sizes[1]
         if n_tokens < 1:
             raise SignalSpecError(

@@ -11,6 +11,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import nn
 
+from ttdnet.errors import ConfigError
 from ttdnet.models.inceptsad import InceptSADEncoder
 from ttdnet.models.transformer import TransformerBlock, sinusoidal_positions
 
@@ -50,9 +51,9 @@ def contiguous_time_mask(
         True where a sample is masked; every row has exactly ``n_masked`` True entries.
     """
     if not 1 <= n_masked < n_times:
-        raise ValueError(f"n_masked must be in [1, n_times={n_times}), got {n_masked}")
+        raise ConfigError(f"n_masked must be in [1, n_times={n_times}), got {n_masked}")
     if not 1 <= n_segments <= n_masked:
-        raise ValueError(f"n_segments must be in [1, n_masked={n_masked}], got {n_segments}")
+        raise ConfigError(f"n_segments must be in [1, n_masked={n_masked}], got {n_segments}")
     n_unmasked = n_times - n_masked
     lengths = torch.full((n_segments,), n_masked // n_segments, device=device)
     lengths[: n_masked % n_segments] += 1
@@ -118,13 +119,13 @@ class MaskedTemporalPretraining(nn.Module):
     ):
         super().__init__()
         if mask_scope not in ("shared", "per_channel"):
-            raise ValueError(f"mask_scope must be 'shared' or 'per_channel', got {mask_scope!r}")
+            raise ConfigError(f"mask_scope must be 'shared' or 'per_channel', got {mask_scope!r}")
         signal = encoder.signal
         self.encoder = encoder
         self.mask_scope = mask_scope
         self.n_masked = int(round(mask_ratio * signal.n_times))
         if not 1 <= self.n_masked < signal.n_times:
-            raise ValueError(f"mask_ratio={mask_ratio} masks {self.n_masked} of {signal.n_times} samples")
+            raise ConfigError(f"mask_ratio={mask_ratio} masks {self.n_masked} of {signal.n_times} samples")
         segment_samples = max(1, int(round(mask_segment_seconds * signal.sfreq)))
         self.n_segments = min(self.n_masked, max(1, int(round(self.n_masked / segment_samples))))
         self.mask_value = nn.Parameter(torch.zeros(signal.n_chans))

@@ -15,6 +15,7 @@ import dataclasses
 import torch
 
 from ttdnet.data.channels import POSTERIOR_17_CHANNELS
+from ttdnet.errors import ConfigError
 from ttdnet.models.eegproject import EEGProjectEncoder
 from ttdnet.models.inceptsad import EncoderOutput, InceptSADEncoder
 from ttdnet.models.nice import NICEEncoder
@@ -100,7 +101,7 @@ def build_encoder(name: str, signal: dict, size: str = "default", **overrides):
     if entry is None:
         raise KeyError(f"unknown EEG encoder {name!r}; registered: {encoder_names()}")
     if size not in ("default", "tiny"):
-        raise ValueError(f"size must be 'default' or 'tiny', got {size!r}")
+        raise ConfigError(f"size must be 'default' or 'tiny', got {size!r}")
     kwargs = dict(entry.defaults if size == "default" else entry.tiny)
     kwargs.update(overrides)
     return entry.cls(**signal, **kwargs)

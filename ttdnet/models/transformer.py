@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ttdnet.errors import ConfigError
+
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention.
@@ -22,7 +24,7 @@ class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, drop_prob: float = 0.0):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
+            raise ConfigError(f"a transformer width of {dim} does not divide into {num_heads} attention heads")
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
