@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ttdnet.data.channels import POSTERIOR_17_CHANNELS
+
 
 OFFICIAL_TIMES = np.arange(100) / 100 - 0.2
 TRAIN_NAMES = ["aardvark", "aircraft_carrier", "bagel", "camel", "dolphin"]
@@ -71,3 +73,18 @@ def write_eeg_file(
             pickle.dump(contents, handle, protocol=4)
     else:
         np.save(path, contents, allow_pickle=True)
+
+
+def write_one_subject(root: Path, seed: int = 0) -> Path:
+    """A small official-format dataset: the image set plus sub-01 with 15 training images x 4 repetitions and
+    4 test images x 80, each trial a 6 Hz sine of random phase per channel plus 10% noise; returns ``root``."""
+    write_image_set(root / "image_set")
+    rng = np.random.default_rng(seed)
+    t = np.arange(100) / 100
+    for partition, n_rows, n_reps in (("training", 15, 4), ("test", 4, 80)):
+        phases = rng.uniform(0, 2 * np.pi, size=(n_rows, n_reps, 17, 1))
+        data = np.sin(2 * np.pi * 6 * t + phases) + 0.1 * rng.standard_normal((n_rows, n_reps, 17, 100))
+        write_eeg_file(
+            root / "sub-01" / f"preprocessed_eeg_{partition}.npy", data, list(POSTERIOR_17_CHANNELS), OFFICIAL_TIMES
+        )
+    return root

@@ -2,24 +2,15 @@
 
 import pytest
 from retrieval_files import options, write_retrieval_dataset
-from things_files import OFFICIAL_TIMES, write_eeg_file, write_image_set
+from things_files import write_one_subject
 
 from ttdnet.cli import main
-from ttdnet.data.channels import POSTERIOR_17_CHANNELS
 
 
 @pytest.fixture(scope="module")
 def things(tmp_path_factory):
-    import numpy as np
-
-    root = tmp_path_factory.mktemp("things")
-    write_image_set(root / "image_set")
-    rng = np.random.default_rng(0)
-    for partition, n_rows, n_reps in (("training", 15, 4), ("test", 4, 80)):
-        data = rng.standard_normal((n_rows, n_reps, 17, 100))
-        write_eeg_file(root / "sub-01" / f"preprocessed_eeg_{partition}.npy", data, list(POSTERIOR_17_CHANNELS),
-                       OFFICIAL_TIMES)  # fmt: skip
-    return root
+    """One small official-format subject."""
+    return write_one_subject(tmp_path_factory.mktemp("things"))
 
 
 @pytest.fixture(scope="module")

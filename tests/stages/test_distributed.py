@@ -17,9 +17,7 @@ import numpy as np
 import pytest
 from retrieval_files import options, write_retrieval_dataset
 from safetensors.torch import load_file
-from things_files import OFFICIAL_TIMES, write_eeg_file, write_image_set
-
-from ttdnet.data.channels import POSTERIOR_17_CHANNELS
+from things_files import write_one_subject
 
 
 TORCHRUN = str(Path(sys.executable).parent / "torchrun")
@@ -44,15 +42,7 @@ def rows(metrics_csv: Path, split: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def stage_a_data(tmp_path_factory):
     """5 concepts x 3 images x 4 repetitions; val_fraction 0.2 holds out 1 concept: 48 training windows."""
-    root = tmp_path_factory.mktemp("things")
-    write_image_set(root / "image_set")
-    rng = np.random.default_rng(0)
-    for partition, n_rows, n_reps in (("training", 15, 4), ("test", 4, 80)):
-        data = np.sin(np.arange(100) / 5 + rng.uniform(0, 6, (n_rows, n_reps, 17, 1)))
-        data = data + 0.1 * rng.standard_normal(data.shape)
-        write_eeg_file(root / "sub-01" / f"preprocessed_eeg_{partition}.npy", data, list(POSTERIOR_17_CHANNELS),
-                       OFFICIAL_TIMES)  # fmt: skip
-    return root
+    return write_one_subject(tmp_path_factory.mktemp("things"))
 
 
 def stage_a_args(root, out, cache, **overrides):

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.torch import load_file
-from things_files import OFFICIAL_TIMES, write_eeg_file, write_image_set
+from things_files import write_one_subject
 
 from ttdnet.cli import main
-from ttdnet.data.channels import POSTERIOR_17_CHANNELS
 
 
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
@@ -20,18 +19,8 @@ ACCELERATE = str(Path(sys.executable).parent / "accelerate")
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """Official-format data: 5 training concepts x 3 images x 4 repetitions for one subject."""
-    root = tmp_path_factory.mktemp("things")
-    write_image_set(root / "image_set")
-    rng = np.random.default_rng(0)
-    t = np.arange(100) / 100
-    for partition, n_rows, n_reps in (("training", 15, 4), ("test", 4, 80)):
-        phases = rng.uniform(0, 2 * np.pi, size=(n_rows, n_reps, 17, 1))
-        data = np.sin(2 * np.pi * 6 * t + phases) + 0.1 * rng.standard_normal((n_rows, n_reps, 17, 100))
-        write_eeg_file(
-            root / "sub-01" / f"preprocessed_eeg_{partition}.npy", data, list(POSTERIOR_17_CHANNELS), OFFICIAL_TIMES
-        )
-    return root
+    """5 training concepts x 3 images x 4 repetitions for one subject."""
+    return write_one_subject(tmp_path_factory.mktemp("things"))
 
 
 @pytest.fixture(scope="module")

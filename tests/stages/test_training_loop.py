@@ -79,6 +79,15 @@ def regression_data(n=96, seed=0):
     return TensorDataset(x, x @ torch.tensor([1.0, -2.0, 0.5, 3.0, -1.0]))
 
 
+def sgd_loop(options, folder) -> TrainingLoop:
+    """A linear regression with SGD under the shared loop, unshuffled batches of 8."""
+    model = nn.Linear(5, 1)
+    loader = DataLoader(regression_data(), batch_size=8)
+    optimizer = torch.optim.SGD(model.parameters(), 0.1)
+    return TrainingLoop(create_accelerator(options), options, folder, model=model, optimizer=optimizer,
+                        train_loader=loader, best=BestOnValidation(), name="toy")  # fmt: skip
+
+
 @pytest.mark.parametrize("accumulation", [1, 3])
 def test_loop_runs_the_planned_steps_ends_the_schedule_and_learns(tmp_path, accumulation):
     options = LoopOptions(str(tmp_path), gradient_accumulation_steps=accumulation)
@@ -127,18 +136,7 @@ def test_loop_runs_the_planned_steps_ends_the_schedule_and_learns(tmp_path, accu
 
 def test_selection_without_a_validation_is_an_error(tmp_path):
     options = LoopOptions(str(tmp_path), max_train_steps=2)
-    accelerator = create_accelerator(options)
-    model = nn.Linear(5, 1)
-    loop = TrainingLoop(
-        accelerator,
-        options,
-        tmp_path,
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), 0.1),
-        train_loader=DataLoader(regression_data(), batch_size=8),
-        best=BestOnValidation(),
-        name="toy",
-    )
+    loop = sgd_loop(options, tmp_path)
     loop.run(lambda batch, epoch: (nn.functional.mse_loss(loop.model(batch[0]).squeeze(1), batch[1]), {}))
     with pytest.raises(TtdnetError, match="no validation ran"):
         loop.selected_weights()
@@ -146,18 +144,7 @@ def test_selection_without_a_validation_is_an_error(tmp_path):
 
 def test_a_nan_loss_is_an_error_naming_the_step(tmp_path):
     options = LoopOptions(str(tmp_path))
-    accelerator = create_accelerator(options)
-    model = nn.Linear(5, 1)
-    loop = TrainingLoop(
-        accelerator,
-        options,
-        tmp_path,
-        model=model,
-        optimizer=torch.optim.SGD(model.parameters(), 0.1),
-        train_loader=DataLoader(regression_data(), batch_size=8),
-        best=BestOnValidation(),
-        name="toy",
-    )
+    loop = sgd_loop(options, tmp_path)
 
     def compute_loss(batch, epoch):
         loss = loop.model(batch[0]).sum()
