@@ -298,11 +298,12 @@ def train_fold(fold: Fold, config, accelerator, best: BestOnValidation, context:
             }
         return values[config.selection_metric], out
 
+    def validate(step, epoch):  # on the main process; every process receives the score
+        return on_main_process(accelerator, lambda: score_validation(step))
+
     result = loop.run(
         compute_loss,
-        validate=(lambda step, epoch: on_main_process(accelerator, lambda: score_validation(step)))
-        if galleries
-        else None,
+        validate=validate if galleries else None,
         validation_epochs=config.validation_epochs,
         after_optimizer_step=clamp_temperature,
         divergence_hint=f"[{fold.prefix}] lower --learning_rate",
