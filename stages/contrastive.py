@@ -63,7 +63,12 @@ def repeated_pairs(image_ids: torch.Tensor) -> torch.Tensor:
 
 
 def info_nce(
-    z_eeg: torch.Tensor, z_image: torch.Tensor, logit_scale: torch.Tensor, image_ids: torch.Tensor | None = None
+    z_eeg: torch.Tensor,
+    z_image: torch.Tensor,
+    logit_scale: torch.Tensor,
+    image_ids: torch.Tensor | None = None,
+    extra_images: torch.Tensor | None = None,
+    extra_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Symmetric InfoNCE (CLIP loss): ``(CE(s·E·Iᵀ) + CE(s·I·Eᵀ)) / 2`` with ``s = exp(logit_scale)``.
 
@@ -74,12 +79,68 @@ def info_nce(
     logit_scale : torch.Tensor, shape ()
     image_ids : torch.Tensor of int, shape (B,), optional
         Image of each row; pairs of different rows with the same image are masked out of both softmaxes.
+    extra_images : torch.Tensor, shape (M, P), optional
+        More image-side negatives for the EEG-to-image direction only (constant targets, e.g. precomputed CLIP
+        embeddings of earlier micro-batches and a queue); an extra image equal to a row's own image
+        (``extra_ids``, shape (M,)) is masked for that row.
     """
     logits = logit_scale.exp() * z_eeg @ z_image.T
     if image_ids is not None:
         logits = logits.masked_fill(repeated_pairs(image_ids), float("-inf"))
     labels = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    eeg_to_image = logits
+    if extra_images is not None and len(extra_images):
+        extra = logit_scale.exp() * z_eeg @ extra_images.T
+        if image_ids is not None and extra_ids is not None:
+            extra = extra.masked_fill(image_ids[:, None] == extra_ids[None, :], float("-inf"))
+        eeg_to_image = torch.cat([logits, extra], dim=1)
+    return (F.cross_entropy(eeg_to_image, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+class ImageNegatives:
+    """Constant image-side negatives: the earlier micro-batches of this accumulation window, and a FIFO queue.
+
+    With gradient accumulation each micro-batch sees only its own (global) batch; when the image embeddings are
+    precomputed constants, the targets of the window's earlier micro-batches and of recent windows are exact
+    extra negatives for the EEG-to-image direction. Register it for checkpointing so a resumed run restores it.
+
+    Parameters
+    ----------
+    queue_size : int
+        Targets kept from finished windows (0: the current window only).
+    """
+
+    def __init__(self, queue_size: int = 0):
+        self.queue_size = queue_size
+        self.window: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.queue_embeddings = torch.zeros(0)
+        self.queue_ids = torch.zeros(0, dtype=torch.long)
+
+    def extra(self, device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(embeddings (M, P), ids (M,))`` of every stored negative, or ``(None, None)``."""
+        parts = [(self.queue_embeddings, self.queue_ids)] if len(self.queue_ids) else []
+        parts += self.window
+        if not parts:
+            return None, None
+        return torch.cat([e for e, _ in parts]).to(device), torch.cat([i for _, i in parts]).to(device)
+
+    def add(self, embeddings: torch.Tensor, ids: torch.Tensor, end_of_window: bool) -> None:
+        """Store a micro-batch's targets; at the end of a window move the window into the queue."""
+        self.window.append((embeddings.detach().cpu(), ids.detach().cpu()))
+        if not end_of_window:
+            return
+        if self.queue_size > 0:
+            kept = [(self.queue_embeddings, self.queue_ids)] if len(self.queue_ids) else []
+            parts = kept + self.window
+            embeddings, ids = torch.cat([e for e, _ in parts]), torch.cat([i for _, i in parts])
+            self.queue_embeddings, self.queue_ids = embeddings[-self.queue_size :], ids[-self.queue_size :]
+        self.window = []
+
+    def state_dict(self) -> dict:
+        return {"queue_embeddings": self.queue_embeddings, "queue_ids": self.queue_ids}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.queue_embeddings, self.queue_ids, self.window = state["queue_embeddings"], state["queue_ids"], []
 
 
 MMD_SIGMAS = (0.1, 0.2, 0.5, 1.0, 2.0)

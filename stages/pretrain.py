@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from ttdnet.cli import Command
+from ttdnet.stages.training_options import TRAINING_OPTION_RANGES
 
 
 @dataclasses.dataclass
@@ -22,7 +23,7 @@ class PretrainConfig:
     """Options of ``ttdnet pretrain`` (Stage A). Flag names follow diffusers' training scripts."""
 
     OPTION_RANGES: ClassVar[dict[str, str]] = {
-        "val_fraction": "[0, 1)",
+        **TRAINING_OPTION_RANGES,
         "embed_dim": "[1, inf)",
         "depth": "[1, inf)",
         "drop_prob": "[0, 1)",
@@ -31,20 +32,11 @@ class PretrainConfig:
         "decoder_dim": "[1, inf)",
         "decoder_depth": "[1, inf)",
         "decoder_heads": "[1, inf)",
-        "train_batch_size": "[1, inf)",
-        "num_train_epochs": "[1, inf)",
         "max_train_steps": "[1, inf)",
         "gradient_accumulation_steps": "[1, inf)",
-        "learning_rate": "(0, inf)",
-        "lr_warmup_steps": "[0, inf)",
         "adam_beta1": "[0, 1)",
         "adam_beta2": "[0, 1)",
-        "adam_weight_decay": "[0, inf)",
-        "max_grad_norm": "(0, inf)",
-        "dataloader_num_workers": "[0, inf)",
         "validation_steps": "[1, inf)",
-        "checkpointing_steps": "[1, inf)",
-        "checkpoints_total_limit": "[1, inf)",
     }
 
     # Data.
@@ -253,7 +245,7 @@ def train(config: PretrainConfig) -> dict:
         train_loader=train_loader,
         best=best,
         name="Stage A steps",
-        select=lambda wrapper: wrapper.encoder,
+        selected_state=lambda wrapper: wrapper.encoder.state_dict(),
         eval_loaders=(val_loader,) if len(val_set) else (),
     )
     if accelerator.is_main_process:

@@ -493,20 +493,9 @@ class ImageFolderList(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        from PIL import Image
+        from ttdnet.data.image_crop import open_rgb, resize_center_crop
 
-        path = self.root / self.paths[index]
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-        except OSError as error:
-            raise FeatureFileError(f"cannot read image {path}: {error}") from error
-        w, h = image.size
-        scale = self.size / min(w, h)
-        image = image.resize((max(self.size, round(w * scale)), max(self.size, round(h * scale))), Image.BICUBIC)
-        w, h = image.size
-        left, top = (w - self.size) // 2, (h - self.size) // 2
-        image = image.crop((left, top, left + self.size, top + self.size))
+        image, _, _ = resize_center_crop(open_rgb(self.root / self.paths[index]), self.size)
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
         return (pixels - self.mean) / self.std
 
@@ -582,30 +571,22 @@ def extract(
         float16 ``(n_images, n_layers, dim)`` per split (layers zero-padded to the widest).
     layer_dims : list of int
     """
-    from safetensors.torch import load_file, save
     from tqdm.auto import tqdm
 
-    from ttdnet.io import atomic_open
+    from ttdnet.stages.chunked_cache import compute_in_chunks
 
     taps = None
     if backbone.module is not None:
         backbone.module.to(device=device, dtype=dtype)
         taps = LayerTaps(backbone.hook_root, layers, pooling, grid_size)
-    collected: dict[str, list[list[torch.Tensor]]] = {}
+    collected: dict[str, list[torch.Tensor]] = {}
     try:
         for split in SPLITS:
             dataset = ImageFolderList(image_dir, paths[split], backbone.image_size, backbone.mean, backbone.std)
-            starts = range(0, len(dataset), chunk_size)
-            chunks = []
             progress = tqdm(total=len(dataset), desc=f"features {split}", unit="img")
-            for start in starts:
-                chunk_file = partial_dir / f"{split}-{start:07d}.safetensors"
-                if chunk_file.is_file():
-                    stored = load_file(str(chunk_file))
-                    chunks.append([stored[f"layer{i}"] for i in range(len(layers))])
-                    progress.update(len(stored["layer0"]))
-                    continue
-                subset = torch.utils.data.Subset(dataset, range(start, min(start + chunk_size, len(dataset))))
+
+            def compute(start: int, stop: int, dataset=dataset, progress=progress) -> dict[str, torch.Tensor]:
+                subset = torch.utils.data.Subset(dataset, range(start, stop))
                 loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=num_workers)
                 per_layer: list[list[torch.Tensor]] = [[] for _ in layers]
                 with torch.no_grad():
@@ -628,20 +609,18 @@ def extract(
                                 vector = torch.nn.functional.normalize(vector, dim=-1)
                             per_layer[i].append(vector)
                         progress.update(batch.shape[0])
-                chunk = [torch.cat(parts) for parts in per_layer]
-                with atomic_open(chunk_file, "wb") as handle:
-                    handle.write(save({f"layer{i}": t.contiguous() for i, t in enumerate(chunk)}))
-                chunks.append(chunk)
+                return {f"layer{i}": torch.cat(parts) for i, parts in enumerate(per_layer)}
+
+            stored = compute_in_chunks(partial_dir, split, len(dataset), chunk_size, compute, progress)
             progress.close()
-            collected[split] = chunks
+            collected[split] = [stored[f"layer{i}"] for i in range(len(layers))]
     finally:
         if taps is not None:
             taps.remove()
-    layer_dims = [int(collected["training"][0][i].shape[1]) for i in range(len(layers))]
+    layer_dims = [int(collected["training"][i].shape[1]) for i in range(len(layers))]
     width = max(layer_dims)
     features = {}
-    for split, chunks in collected.items():
-        per_layer = [torch.cat([chunk[i] for chunk in chunks]) for i in range(len(layers))]
+    for split, per_layer in collected.items():
         padded = [torch.nn.functional.pad(t, (0, width - t.shape[1])) for t in per_layer]
         features[split] = torch.stack(padded, dim=1)
     return features, layer_dims
@@ -724,18 +703,11 @@ def run_features(config) -> dict:
                 k for k in set(settings) | set(existing.settings) if settings.get(k) != existing.settings.get(k)
             )
             logger.info(f"{target}: settings changed ({changed}); rebuilding")
-    partial_dir = target.with_name(f".{target.name}.partial")
-    settings_file = partial_dir / "settings.json"
-    if partial_dir.is_dir():
-        stored = json.loads(settings_file.read_text()) if settings_file.is_file() else None
-        if stored != json.loads(json.dumps(settings)) or config.overwrite:
-            shutil.rmtree(partial_dir)
-        else:
-            logger.info(f"resuming the extraction from {partial_dir}")
-    partial_dir.mkdir(parents=True, exist_ok=True)
-    from ttdnet.io import atomic_write_json
+    from ttdnet.stages.chunked_cache import open_partial_dir
 
-    atomic_write_json(settings_file, settings)
+    partial_dir = target.with_name(f".{target.name}.partial")
+    if open_partial_dir(partial_dir, settings, config.overwrite):
+        logger.info(f"resuming the extraction from {partial_dir}")
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.model_dtype]
     features, layer_dims = extract(

@@ -7,7 +7,6 @@ test run on the main process only, once; every process receives the validation s
 the fold's results from disk.
 """
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -20,6 +19,7 @@ from ttdnet.data import ThingsEEG2Dataset
 from ttdnet.data.things_eeg2 import subject_name, subject_number
 from ttdnet.errors import TtdnetError
 from ttdnet.io import atomic_write_json
+from ttdnet.models.fingerprint import state_fingerprint
 from ttdnet.stages.checkpoints import CHECKPOINT_PATTERN, CheckpointError
 from ttdnet.stages.contrastive import gather_batch, info_nce, mmd_rbf
 from ttdnet.stages.retrieval_eval import evaluate_split, validation_galleries, validation_keys, validation_scores
@@ -39,16 +39,6 @@ from ttdnet.stages.training_loop import TrainingLoop, freeze, on_main_process
 logger = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ("infonce", "mmd", "mmd_weight", "logit_scale", "top1", "top5", "selection_score")
-
-
-def state_fingerprint(module: torch.nn.Module) -> str:
-    """SHA-256 over every parameter and buffer (name, shape, bytes): equal iff the weights are identical."""
-    digest = hashlib.sha256()
-    for key, value in sorted(module.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(str(tuple(value.shape)).encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def feature_statistics(features: torch.Tensor, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

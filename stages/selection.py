@@ -1,6 +1,7 @@
 """Model selection on validation data: keep the weights of the best validation score (never the test set)."""
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -38,13 +39,16 @@ class BestOnValidation:
         self.step = self.epoch = -1
         self.weights: dict = {}
 
-    def update(self, value: float, step: int, epoch: int, model: torch.nn.Module) -> bool:
-        """Record ``value`` reached at ``step`` / ``epoch`` if it is strictly better; return whether it was."""
+    def update(self, value: float, step: int, epoch: int, state: Callable[[], dict]) -> bool:
+        """Record ``value`` reached at ``step`` / ``epoch`` if it is strictly better; return whether it was.
+
+        ``state()`` gives the weights to keep (called only on an improvement); they are copied to the CPU.
+        """
         better = value < self.value if self.mode == "min" else value > self.value
         if not better:
             return False
         self.value, self.step, self.epoch = value, step, epoch
-        self.weights = {key: tensor.detach().cpu().clone() for key, tensor in model.state_dict().items()}
+        self.weights = {key: tensor.detach().cpu().clone() for key, tensor in state().items()}
         return True
 
     def state_dict(self) -> dict:

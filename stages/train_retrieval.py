@@ -24,6 +24,7 @@ import json
 from typing import ClassVar, Literal
 
 from ttdnet.cli import Command
+from ttdnet.stages.training_options import TRAINING_OPTION_RANGES
 
 
 @dataclasses.dataclass
@@ -31,7 +32,7 @@ class RetrievalConfig:
     """Options of ``ttdnet train-retrieval``. Flag names follow diffusers' training scripts."""
 
     OPTION_RANGES: ClassVar[dict[str, str]] = {
-        "val_fraction": "[0, 1)",
+        **TRAINING_OPTION_RANGES,
         "proj_dim": "[1, inf)",
         "image_hidden_dim": "[1, inf)",
         "router_subject_dropout": "[0, 1]",
@@ -44,19 +45,10 @@ class RetrievalConfig:
         "smooth_prob": "[0, 1]",
         "smooth_kernel": "[1, inf)",
         "smooth_sigma": "(0, inf)",
-        "train_batch_size": "[1, inf)",
-        "num_train_epochs": "[1, inf)",
-        "learning_rate": "(0, inf)",
-        "adam_weight_decay": "[0, inf)",
-        "lr_warmup_steps": "[0, inf)",
-        "max_grad_norm": "(0, inf)",
-        "dataloader_num_workers": "[0, inf)",
         "validation_epochs": "[1, inf)",
         "kway": "[2, inf)",
         "topk": "[1, inf)",
         "mc_trials": "[0, inf)",
-        "checkpointing_steps": "[1, inf)",
-        "checkpoints_total_limit": "[1, inf)",
     }
 
     # Data.

@@ -74,7 +74,7 @@ def freeze(module: nn.Module) -> nn.Module:
     return module.eval()
 
 
-def create_accelerator(config, gradient_accumulation_steps: int = 1):
+def create_accelerator(config, gradient_accumulation_steps: int = 1, find_unused_parameters: bool = False):
     """The ``Accelerator`` of a training run, with its world size checked and logged.
 
     Parameters
@@ -82,6 +82,8 @@ def create_accelerator(config, gradient_accumulation_steps: int = 1):
     config : dataclass instance
         A training config (``output_dir``, ``logging_dir``, ``report_to``, ``mixed_precision``, ``seed``).
     gradient_accumulation_steps : int
+    find_unused_parameters : bool
+        For DDP: parameters that some steps do not use (as diffusers' SDXL LoRA example sets it).
 
     Raises
     ------
@@ -90,11 +92,12 @@ def create_accelerator(config, gradient_accumulation_steps: int = 1):
         and write into the same folder (plain ``torchrun`` on a CPU machine does this).
     """
     from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration
 
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(
         gradient_accumulation_steps=gradient_accumulation_steps,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
         mixed_precision=config.mixed_precision,
         log_with=tracker_setup(config.report_to),
         project_config=ProjectConfiguration(
@@ -221,8 +224,9 @@ class TrainingLoop:
         Prefix of tracker keys (e.g. ``"inter/sub-01/"``).
     step_offset : int
         Added to the step of every tracker row, so runs made of several loops (folds) log one growing step.
-    select : callable, optional
-        ``select(unwrapped_model) -> module`` whose weights :class:`BestOnValidation` keeps (default the model).
+    selected_state : callable, optional
+        ``selected_state(unwrapped_model) -> state dict`` that :class:`BestOnValidation` keeps (default the
+        model's whole state dict; a stage that trains a LoRA keeps only the trained state).
     eval_loaders : sequence of DataLoader
         Prepared (sharded) here too; available as :attr:`eval_loaders`.
     """
@@ -241,7 +245,7 @@ class TrainingLoop:
         metric_columns: tuple[str, ...] | list[str] = (),
         log_prefix: str = "",
         step_offset: int = 0,
-        select: Callable[[nn.Module], nn.Module] | None = None,
+        selected_state: Callable[[nn.Module], dict] | None = None,
         eval_loaders: tuple = (),
     ):
         from diffusers.optimization import get_scheduler
@@ -250,7 +254,7 @@ class TrainingLoop:
         self.accelerator, self.config, self.folder = accelerator, config, Path(folder)
         self.best, self.name, self.log_prefix, self.step_offset = best, name, log_prefix, step_offset
         self.metric_columns = list(metric_columns)
-        self.select = select or (lambda module: module)
+        self.selected_state = selected_state or (lambda module: module.state_dict())
         self.accumulation = getattr(config, "gradient_accumulation_steps", 1)
         prepared = accelerator.prepare(train_loader, *eval_loaders)
         prepared = prepared if isinstance(prepared, tuple) else (prepared,)
@@ -327,6 +331,17 @@ class TrainingLoop:
         for split, row in by_split.items():
             metrics.log(self.global_step, {"epoch": epoch, "split": split, **row})
 
+    def _validate(self, validate: Validate, epoch: int, select_by_validation: bool) -> dict[str, float]:
+        """One validation at the current step: update the selection, return the metrics, back to training mode."""
+        score, metrics = validate(self.global_step, epoch)
+        if select_by_validation and self.best.update(
+            score, self.global_step, epoch, lambda: self.selected_state(self.unwrapped_model)
+        ):
+            if self.accelerator.is_main_process:
+                logger.info(f"{self.name}: step {self.global_step}, validation {score:.5f} (best so far)")
+        self.model.train()
+        return metrics
+
     def run(
         self,
         compute_loss: ComputeLoss,
@@ -335,6 +350,7 @@ class TrainingLoop:
         validation_steps: int | None = None,
         validation_epochs: int | None = None,
         after_optimizer_step: Callable[[], None] | None = None,
+        validate_before_training: bool = False,
         divergence_hint: str = "lower --learning_rate",
     ) -> LoopResult:
         """Train to ``plan.max_train_steps``.
@@ -353,6 +369,9 @@ class TrainingLoop:
             Validate every N optimizer steps, or at the end of every N epochs; always at the last step.
         after_optimizer_step : callable, optional
             Called after each optimizer step (e.g. to clamp a parameter).
+        validate_before_training : bool
+            Also validate the untrained model (step 0) in a fresh run, as the baseline of the curve; it takes part
+            in the selection like any other validation.
         divergence_hint : str
             The fix the error for a NaN/Inf loss suggests.
         """
@@ -376,6 +395,8 @@ class TrainingLoop:
         )
         select_by_validation = getattr(config, "model_selection", "validation") == "validation"
         started = time.perf_counter()
+        if validate is not None and validate_before_training and resumed_from == 0:
+            self._log_row(0, self._validate(validate, 0, select_by_validation), metrics)
         self.model.train()
         for epoch in range(first_epoch, plan.num_epochs):
             if self.global_step >= plan.max_train_steps:
@@ -421,14 +442,7 @@ class TrainingLoop:
                     validation_epochs and end_of_epoch and (epoch + 1) % validation_epochs == 0
                 )
                 if validate is not None and (due or last):
-                    score, validation = validate(self.global_step, epoch + 1)
-                    row.update(validation)
-                    if select_by_validation and self.best.update(
-                        score, self.global_step, epoch + 1, self.select(self.unwrapped_model)
-                    ):
-                        if accelerator.is_main_process:
-                            logger.info(f"{self.name}: step {self.global_step}, validation {score:.5f} (best so far)")
-                    self.model.train()
+                    row.update(self._validate(validate, epoch + 1, select_by_validation))
                 self._log_row(epoch + 1, row, metrics)
                 if self.global_step % config.checkpointing_steps == 0:
                     save_checkpoint(accelerator, self.folder, self.global_step, config.checkpoints_total_limit)

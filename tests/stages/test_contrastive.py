@@ -100,3 +100,35 @@ def test_two_processes_give_the_single_process_loss_and_gradient(tmp_path):
     assert report["loss_gap"] < 1e-6, report
     assert report["max_gradient_gap"] < 1e-6, report
     assert report["n_gradients"] > 5 and report["gradient_norm"] > 1e-3  # gradients were compared, not absent
+
+
+def test_extra_image_negatives_join_the_eeg_to_image_softmax_only():
+    torch.manual_seed(1)
+    e = torch.nn.functional.normalize(torch.randn(3, 4), dim=-1)
+    i = torch.nn.functional.normalize(torch.randn(3, 4), dim=-1)
+    extra = torch.nn.functional.normalize(torch.randn(2, 4), dim=-1)
+    ids, extra_ids = torch.tensor([5, 6, 7]), torch.tensor([6, 9])  # extra row 0 is row 1's own image
+    scale = torch.tensor(math.log(2.0))
+    s, x = 2.0 * e.numpy() @ i.numpy().T, 2.0 * e.numpy() @ extra.numpy().T
+    eeg_to_image = np.concatenate([s, x], axis=1)
+    allowed = np.ones((3, 5), dtype=bool)
+    allowed[1, 3] = False
+    expected = (cross_entropy_rows(eeg_to_image, allowed) + cross_entropy_rows(s.T, np.ones((3, 3), bool))) / 2
+    assert info_nce(e, i, scale, ids, extra, extra_ids).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_image_negatives_keep_the_window_then_a_fifo_queue():
+    from ttdnet.stages.contrastive import ImageNegatives
+
+    bank = ImageNegatives(queue_size=3)
+    assert bank.extra("cpu") == (None, None)
+    bank.add(torch.ones(2, 4), torch.tensor([1, 2]), end_of_window=False)
+    assert bank.extra("cpu")[1].tolist() == [1, 2]
+    bank.add(2 * torch.ones(2, 4), torch.tensor([3, 4]), end_of_window=True)
+    assert bank.extra("cpu")[1].tolist() == [2, 3, 4]  # the newest 3 of the finished window
+    restored = ImageNegatives(queue_size=3)
+    restored.load_state_dict(bank.state_dict())
+    assert restored.extra("cpu")[1].tolist() == [2, 3, 4]
+    window_only = ImageNegatives(queue_size=0)
+    window_only.add(torch.ones(1, 4), torch.tensor([1]), end_of_window=True)
+    assert window_only.extra("cpu") == (None, None)

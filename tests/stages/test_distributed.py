@@ -142,3 +142,27 @@ def test_retrieval_on_two_processes_steps_evaluates_once_learns_and_resumes(retr
     again = json.loads((out / "results.json").read_text())["subjects"][0]
     assert again["selected_weights_sha256"] == subject["selected_weights_sha256"]
     assert again["test"] == subject["test"]
+
+
+def test_stage_b_on_two_processes_steps_schedules_and_validates_once(retrieval_data, tmp_path):
+    from ttdnet.models.tiny_sdxl import save_tiny_sdxl
+
+    root, features = retrieval_data
+    base = save_tiny_sdxl(tmp_path / "tiny-sdxl")
+    out = tmp_path / "bridge"
+    values = {"dataset_root": root, "subjects": "1", "pretrained_model_name_or_path": base, "encoder_preset": "tiny",
+              "resolution": 64, "n_queries": 4, "resampler_dim": 32, "resampler_depth": 1, "resampler_heads": 2,
+              "rank": 4, "train_batch_size": 4, "val_fraction": 0.2, "num_train_epochs": 1, "lr_scheduler": "cosine",
+              "lr_warmup_steps": 2, "validation_steps": 4, "checkpointing_steps": 100, "num_validation_trials": 4,
+              "num_validation_images": 1, "validation_inference_steps": 2, "report_to": "none", "output_dir": out,
+              "eeg_cache_dir": tmp_path / "eeg", "latent_cache_dir": tmp_path / "latents", "clip_features": features,
+              "clip_layer": "rgb4"}  # fmt: skip
+    result = torchrun(["-m", "ttdnet", "train-bridge", *[f"--{key}={value}" for key, value in values.items()]])
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = (24 * 3 // 4) // 2  # 24 training concepts x 3 images (averaged), batches of 4, 2 processes: one epoch
+    train = rows(out / "metrics.csv", "train")
+    assert [int(row["step"]) for row in train] == list(range(1, steps + 1)) and float(train[-1]["lr"]) == 0.0
+    log = result.stdout + result.stderr
+    validations = [line.split("validation at step ")[1] for line in log.splitlines() if "Stage B: validation" in line]
+    assert validations == [f"{step} on process 0" for step in (0, 4, 8, steps)]
+    assert json.loads((out / "training_summary.json").read_text())["total_batch_size"] == 8

@@ -72,8 +72,9 @@ def test_tiny_run_under_accelerate_launch(dataset, tmp_path):
 def test_every_inter_fold_starts_from_the_same_fresh_weights(dataset, tmp_path):
     from accelerate.utils import set_seed
 
+    from ttdnet.models.fingerprint import state_fingerprint
     from ttdnet.stages.retrieval_features import read_feature_file
-    from ttdnet.stages.retrieval_training import build_model, state_fingerprint
+    from ttdnet.stages.retrieval_training import build_model
 
     root, features = dataset
     report = run_in_process(options(root, features, tmp_path / "inter", protocol="inter", num_train_epochs=2))

@@ -114,6 +114,23 @@ def embedding_dim(encoder) -> int:
     return int(encoder.embedding_dim)
 
 
+def token_count(encoder) -> int:
+    """Number of tokens an encoder returns per window (for the Stage B resampler).
+
+    Raises
+    ------
+    ConfigError
+        The encoder returns one vector per window, not a token sequence.
+    """
+    n_tokens = getattr(encoder, "n_tokens", None)
+    if n_tokens is None:
+        raise ConfigError(
+            f"the {type(encoder).__name__} encoder returns one vector per window; the SDXL bridge needs a token "
+            "sequence: use the inceptsad encoder (a Stage A encoder folder or a preset)"
+        )
+    return int(n_tokens)
+
+
 def encode(encoder, x: torch.Tensor) -> torch.Tensor:
     """One embedding per window.
 

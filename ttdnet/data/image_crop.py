@@ -1,0 +1,43 @@
+"""The square crop every image consumer uses: shorter side resized (bicubic), then centre-cropped."""
+
+import os
+
+from ttdnet.errors import TtdnetError
+
+
+def open_rgb(path: str | os.PathLike):
+    """An RGB ``PIL.Image`` of ``path``; an unreadable file is a :class:`TtdnetError` naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as error:
+        raise TtdnetError(f"cannot read image {path}: {error}") from error
+
+
+def resize_center_crop(image, size: int):
+    """Resize ``image`` so its shorter side is ``size`` (bicubic), then cut the central ``size x size`` square.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image
+    size : int
+
+    Returns
+    -------
+    crop : PIL.Image.Image
+        ``size x size``.
+    top_left : tuple of int
+        ``(top, left)`` of the crop in the resized image (SDXL's ``crops_coords_top_left``).
+    resized_size : tuple of int
+        ``(height, width)`` of the resized image.
+    """
+    from PIL import Image
+
+    w, h = image.size
+    scale = size / min(w, h)
+    image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+    w, h = image.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return image.crop((left, top, left + size, top + size)), (top, left), (h, w)
