@@ -382,8 +382,8 @@ class TrainingLoop:
         first_epoch = resumed_from // plan.steps_per_epoch
         skip_batches = (resumed_from % plan.steps_per_epoch) * self.accumulation
         columns = ["epoch", "split", "loss", "lr", *[c for c in self.metric_columns if c not in ("loss", "lr")]]
-        metrics = (
-            MetricsCSV(self.folder / "metrics.csv", columns, resume_step=resumed_from)
+        metrics = (  # a fresh start (also `latest` without a checkpoint yet) begins a fresh file
+            MetricsCSV(self.folder / "metrics.csv", columns, resume_step=resumed_from or None)
             if accelerator.is_main_process
             else None
         )
