@@ -5,13 +5,15 @@
   (``cast_training_params``); the VAE stays fp32 unless another VAE is given (the fp16-fix VAE).
 * ``--unet_training lora`` attaches a PEFT LoRA with ``unet.add_adapter`` and keeps diffusers' stock SDPA
   attention processors; ``full`` trains every UNet weight; ``frozen`` trains only the bridge.
-* Checkpoints and the selected weights hold only the **trained state**: trained parameters, plus the buffers of
-  the modules that own them. Never a copy of the frozen base.
+* Checkpoints and the selected weights hold the **trained state**: the EEG conditioner (trained or frozen: it is
+  small, and a frozen fresh encoder could not be rebuilt otherwise) and the UNet's trained parameters with the
+  buffers of their modules. Never a copy of the frozen SDXL base.
 """
 
 import logging
 import os
 import shutil
+import types
 from pathlib import Path
 
 import torch
@@ -204,16 +206,16 @@ def trained_parameter_counts(model: BridgeModel) -> dict[str, int]:
     return counts
 
 
-def trained_keys(model: nn.Module) -> list[str]:
-    """State-dict keys of the trained state: parameters that require grad, and the buffers of their modules."""
-    keys = []
-    for module_name, module in model.named_modules():
+def trained_keys(model: BridgeModel) -> list[str]:
+    """State-dict keys of the saved state: the whole EEG conditioner (small; a frozen fresh encoder could not be
+    rebuilt otherwise), and of the UNet the parameters that require grad and the buffers of their modules."""
+    keys = [f"conditioner.{key}" for key in model.conditioner.state_dict()]
+    for module_name, module in model.unet.named_modules(prefix="unet"):
         own = list(module.named_parameters(recurse=False))
         if not any(p.requires_grad for _, p in own):
             continue
-        prefix = f"{module_name}." if module_name else ""
-        keys += [prefix + name for name, p in own if p.requires_grad]
-        keys += [prefix + name for name, _ in module.named_buffers(recurse=False)]
+        keys += [f"{module_name}.{name}" for name, p in own if p.requires_grad]
+        keys += [f"{module_name}.{name}" for name, _ in module.named_buffers(recurse=False)]
     return keys
 
 
@@ -282,3 +284,78 @@ def save_bridge(model: BridgeModel, config, path: Path, extra_files: dict[str, s
         shutil.rmtree(path)
     os.replace(temporary, path)
     return path
+
+
+def load_trained_bridge(folder: str | os.PathLike, base: dict) -> tuple:
+    """A trained bridge ready to generate: ``(pipeline, conditioner, record)``.
+
+    Parameters
+    ----------
+    folder : path-like
+        A shipped bridge (``output_dir/model`` or ``model-last``: ``conditioner/``, a LoRA or ``unet/``,
+        ``bridge.json``), or a ``checkpoint-N`` of a ``train-bridge`` run (rebuilt from the run's ``config.yaml``).
+    base : dict
+        ``pretrained_model_name_or_path``, ``pretrained_vae_model_name_or_path``, ``revision``, ``variant``,
+        ``cache_dir``; None values take what the bridge was trained with.
+
+    Returns
+    -------
+    pipeline : diffusers.StableDiffusionXLPipeline
+        Without text encoders or tokenizers, the LoRA (or trained UNet) in place, in fp32 on the CPU.
+    conditioner : ttdnet.models.EEGConditioner
+    record : dict
+        ``bridge.json``: base model, resolution, prediction type, and the EEG window (``eeg``).
+    """
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from safetensors.torch import load_file
+
+    from ttdnet.models import EEGConditioner
+    from ttdnet.stages.checkpoints import CHECKPOINT_PATTERN
+    from ttdnet.stages.run_folder import CONFIG_NAME, read_saved_config
+
+    folder = Path(folder)
+    if CHECKPOINT_PATTERN.match(folder.name):
+        from ttdnet.stages.train_bridge import BridgeConfig
+
+        saved = read_saved_config(folder.parent / CONFIG_NAME, "train-bridge")
+        fields = set(BridgeConfig.__dataclass_fields__)
+        config = BridgeConfig(**{key: value for key, value in saved.items() if key in fields})
+        record = {"base_model": config.pretrained_model_name_or_path, "vae": config.pretrained_vae_model_name_or_path,
+                  "revision": config.revision, "variant": config.variant, "resolution": config.resolution,
+                  "eeg": {"tmin": config.tmin}}  # fmt: skip
+    elif (folder / "bridge.json").is_file() and (folder / "conditioner").is_dir():
+        import json
+
+        record = json.loads((folder / "bridge.json").read_text(encoding="utf-8"))
+    else:
+        raise TtdnetError(
+            f"--bridge {folder}: not a trained bridge (output_dir/model of `ttdnet train-bridge`, with bridge.json "
+            "and conditioner/) nor one of its checkpoint-N folders"
+        )
+    source = {key: base.get(key) for key in ("revision", "variant", "cache_dir")}
+    base_model = base.get("pretrained_model_name_or_path") or record["base_model"]
+    vae_model = base.get("pretrained_vae_model_name_or_path") or record.get("vae")
+    settings = {"pretrained_model_name_or_path": base_model, "pretrained_vae_model_name_or_path": vae_model,
+                "revision": source["revision"] or record.get("revision"),
+                "variant": source["variant"] or record.get("variant"), "cache_dir": source["cache_dir"]}  # fmt: skip
+    components = load_base(types.SimpleNamespace(**settings), torch.float32)
+    unet = components["unet"]
+    if CHECKPOINT_PATTERN.match(folder.name):
+        state = load_file(str(folder / TRAINED_STATE_FILE))
+        clip = state.get("conditioner.clip_head.2.weight")
+        model = BridgeModel(build_conditioner(config, unet.config, None if clip is None else clip.shape[0]), unet)
+        configure_training(config, model, torch.float32)
+        load_trained_state(model, state, trained_keys(model), str(folder / TRAINED_STATE_FILE))
+        conditioner = model.conditioner
+    else:
+        conditioner = EEGConditioner.from_pretrained(folder / "conditioner")
+        if (folder / "unet").is_dir():
+            unet = UNet2DConditionModel.from_pretrained(folder / "unet")
+    pipeline = StableDiffusionXLPipeline(
+        vae=components["vae"], text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None, unet=unet,
+        scheduler=components["scheduler"],
+    )  # fmt: skip
+    if not CHECKPOINT_PATTERN.match(folder.name) and (folder / "pytorch_lora_weights.safetensors").is_file():
+        pipeline.load_lora_weights(folder)
+    record = {**record, "base_model": base_model, "vae": vae_model, "source": str(folder)}
+    return pipeline, freeze(conditioner), record

@@ -285,6 +285,8 @@ def train(config) -> dict:
             "base_model": config.pretrained_model_name_or_path, "vae": config.pretrained_vae_model_name_or_path,
             "revision": config.revision, "variant": config.variant, "unet_training": config.unet_training,
             "resolution": config.resolution, "prediction_type": noise_scheduler.config.prediction_type,
+            "eeg": {"ch_names": list(train_set.ch_names), "sfreq": train_set.sfreq, "n_times": train_set.n_times,
+                    "tmin": float(train_set.times[0])},
         }, indent=2)  # fmt: skip
         output = Path(config.output_dir)
         last = models.trained_state(unwrapped, keys)

@@ -20,6 +20,7 @@ from ttdnet.data import ThingsEEG2Dataset
 from ttdnet.errors import TtdnetError
 from ttdnet.eval.retrieval import retrieval_scores
 from ttdnet.stages.diffusion_objective import noisy_latents_and_target
+from ttdnet.stages.eeg_sampling import sample_images
 from ttdnet.stages.retrieval_eval import validation_galleries
 
 
@@ -120,15 +121,6 @@ def clip_validation_top1(model, trials, clip_targets: torch.Tensor, batch_size: 
     return float(np.mean(scores))
 
 
-def decode_latents(vae, latents: torch.Tensor) -> list:
-    """PIL images of SDXL latents ``(B, C, h, w)`` (scaled), decoded by the VAE in its own dtype."""
-    from diffusers.image_processor import VaeImageProcessor
-
-    with torch.no_grad():
-        images = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
-    return VaeImageProcessor().postprocess(images.float(), output_type="pil")
-
-
 @torch.no_grad()
 def render_validation_grid(model, vae, scheduler, trials, config, device):
     """``[ground truth | generated]`` rows for the grid trials; fixed seeds; the learned null as CFG negative."""
@@ -145,21 +137,11 @@ def render_validation_grid(model, vae, scheduler, trials, config, device):
     pipeline.set_progress_bar_config(disable=True)
     samples = [trials.dataset[item] for item in trials.image_items]
     eeg = torch.stack([sample.eeg for sample in samples]).to(device)
-    condition = model.conditioner(eeg)
-    null_tokens, null_pooled = model.conditioner.null_conditioning(len(samples))
-    latents = pipeline(
-        prompt_embeds=condition.encoder_hidden_states,
-        pooled_prompt_embeds=condition.pooled,
-        negative_prompt_embeds=null_tokens,
-        negative_pooled_prompt_embeds=null_pooled,
-        num_inference_steps=config.validation_inference_steps,
-        guidance_scale=config.validation_guidance_scale,
-        height=config.resolution,
-        width=config.resolution,
-        generator=[torch.Generator(device).manual_seed(config.seed + i) for i in range(len(samples))],
-        output_type="latent",
-    ).images
-    generated = decode_latents(vae, latents)
+    generators = [torch.Generator(device).manual_seed(config.seed + i) for i in range(len(samples))]
+    generated = sample_images(pipeline, model.conditioner, eeg, generators,
+                              num_inference_steps=config.validation_inference_steps,
+                              guidance_scale=config.validation_guidance_scale, height=config.resolution,
+                              width=config.resolution)  # fmt: skip
     paths = trials.dataset.metadata.relative_paths("training")
     truth = [resize_center_crop(open_rgb(trials.dataset.image_dir / paths[s.image_index]), config.resolution)[0]
              for s in samples]  # fmt: skip

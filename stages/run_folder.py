@@ -179,15 +179,29 @@ def open_run_folder(config, command: str, may_change: frozenset[str] | set[str] 
         return RunFolder(path, command, resume, {}, clear=False)
     if config.mixed_precision is None and saved.get("mixed_precision") is not None:
         config.mixed_precision = saved["mixed_precision"]
-    new = config_to_dict(config)
+    differences = changed_options(saved, config, may_change, f"cannot resume the run in {path}", "trained")
+    return RunFolder(path, command, resume, differences, clear=False)
+
+
+def changed_options(saved: dict, config, may_change, what: str, product: str) -> dict[str, list[Any]]:
+    """``{option: [saved, new]}`` for every option of ``config`` that differs from the ``saved`` ones.
+
+    Raises
+    ------
+    RunFolderError
+        Some differing option is not in ``may_change``; the message (starting with ``what``) lists each as
+        ``name: saved -> new`` and says that they change what is ``product``.
+    """
     differences = {
-        key: [saved[key], value] for key, value in new.items() if key in saved and not _same(saved[key], value)
+        key: [saved[key], value]
+        for key, value in config_to_dict(config).items()
+        if key in saved and not _same(saved[key], value)
     }
     conflicts = {key: pair for key, pair in differences.items() if key not in may_change}
     if conflicts:
         listed = "; ".join(f"{key}: {old!r} -> {value!r}" for key, (old, value) in sorted(conflicts.items()))
         raise RunFolderError(
-            f"cannot resume the run in {path} with different options ({listed}). These change what is trained: "
-            "go back to the saved values (see its config.yaml), or start a new run in a new --output_dir"
+            f"{what} with different options ({listed}). These change what is {product}: go back to the saved "
+            "values (see its config.yaml), or use a new --output_dir"
         )
-    return RunFolder(path, command, resume, differences, clear=False)
+    return differences

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bridge_files import bridge_args, write_bridge_setup
 from retrieval_files import options, write_retrieval_dataset
 from safetensors.torch import load_file
 from things_files import write_one_subject
@@ -144,20 +145,13 @@ def test_retrieval_on_two_processes_steps_evaluates_once_learns_and_resumes(retr
     assert again["test"] == subject["test"]
 
 
-def test_stage_b_on_two_processes_steps_schedules_and_validates_once(retrieval_data, tmp_path):
-    from ttdnet.models.tiny_sdxl import save_tiny_sdxl
-
-    root, features = retrieval_data
-    base = save_tiny_sdxl(tmp_path / "tiny-sdxl")
+def test_stage_b_on_two_processes_steps_schedules_and_validates_once(tmp_path):
+    setup = write_bridge_setup(tmp_path)
     out = tmp_path / "bridge"
-    values = {"dataset_root": root, "subjects": "1", "pretrained_model_name_or_path": base, "encoder_preset": "tiny",
-              "resolution": 64, "n_queries": 4, "resampler_dim": 32, "resampler_depth": 1, "resampler_heads": 2,
-              "rank": 4, "train_batch_size": 4, "val_fraction": 0.2, "num_train_epochs": 1, "lr_scheduler": "cosine",
-              "lr_warmup_steps": 2, "validation_steps": 4, "checkpointing_steps": 100, "num_validation_trials": 4,
-              "num_validation_images": 1, "validation_inference_steps": 2, "report_to": "none", "output_dir": out,
-              "eeg_cache_dir": tmp_path / "eeg", "latent_cache_dir": tmp_path / "latents", "clip_features": features,
-              "clip_layer": "rgb4"}  # fmt: skip
-    result = torchrun(["-m", "ttdnet", "train-bridge", *[f"--{key}={value}" for key, value in values.items()]])
+    overrides = {"train_batch_size": 4, "max_train_steps": None, "num_train_epochs": 1, "lr_scheduler": "cosine",
+                 "validation_steps": 4, "checkpointing_steps": 100, "num_validation_trials": 4,
+                 "num_validation_images": 1}  # fmt: skip
+    result = torchrun(["-m", "ttdnet", "train-bridge", *bridge_args(setup, out, **overrides)])
     assert result.returncode == 0, result.stdout + result.stderr
     steps = (24 * 3 // 4) // 2  # 24 training concepts x 3 images (averaged), batches of 4, 2 processes: one epoch
     train = rows(out / "metrics.csv", "train")

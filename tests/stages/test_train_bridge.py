@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from retrieval_files import write_retrieval_dataset
+from bridge_files import bridge_args, train_bridge_in_process, write_bridge_setup
 from safetensors.torch import load_file
 
-from ttdnet.cli import available_commands, build_parser, main
-from ttdnet.models.tiny_sdxl import save_tiny_sdxl
+from ttdnet.cli import main
 
 
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
@@ -22,31 +21,7 @@ ACCELERATE = str(Path(sys.executable).parent / "accelerate")
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A tiny base saved as a diffusers folder, 3 subjects of learnable EEG, and a feature file for the CLIP head."""
-    root = tmp_path_factory.mktemp("bridge")
-    features = write_retrieval_dataset(root / "data")
-    return {"base": save_tiny_sdxl(root / "tiny-sdxl"), "data": root / "data", "features": features, "root": root}
-
-
-def bridge_args(setup, output_dir, **overrides) -> list[str]:
-    values = {
-        "dataset_root": setup["data"], "subjects": "1", "pretrained_model_name_or_path": setup["base"],
-        "encoder_preset": "tiny", "resolution": 64, "n_queries": 4, "resampler_dim": 32, "resampler_depth": 1,
-        "resampler_heads": 2, "rank": 4, "train_batch_size": 8, "val_fraction": 0.2, "max_train_steps": 6,
-        "validation_steps": 3, "checkpointing_steps": 3, "checkpoints_total_limit": 10, "num_validation_trials": 8,
-        "num_validation_images": 2, "validation_inference_steps": 2, "lr_warmup_steps": 2, "report_to": "none",
-        "output_dir": output_dir, "eeg_cache_dir": setup["root"] / "eeg-cache",
-        "latent_cache_dir": setup["root"] / "latents", "clip_features": setup["features"], "clip_layer": "rgb4",
-        "seed": 5,
-    }  # fmt: skip
-    values.update(overrides)
-    return [f"--{key}={value}" for key, value in values.items() if value is not None]
-
-
-def train_in_process(args):
-    from ttdnet.stages.bridge_training import train
-
-    config, _ = build_parser(available_commands()["train-bridge"]).parse_config(args)
-    return train(config)
+    return write_bridge_setup(tmp_path_factory.mktemp("bridge"))
 
 
 def lora_parameter_count(unet, targets=("to_q", "to_k", "to_v", "to_out.0"), rank=4) -> int:
@@ -110,7 +85,9 @@ def test_checkpoints_hold_only_what_is_trained(lora_run, setup):
     assert not (checkpoint / "model.safetensors").exists()
     unet_keys = [key for key in state if key.startswith("unet.")]
     assert unet_keys and all("lora" in key for key in unet_keys)  # never a base UNet weight
-    assert not any(key.startswith("conditioner.encoder.") for key in state)  # the encoder is frozen
+    frozen = load_file(str(lora_run / "model-last" / "conditioner" / "diffusion_pytorch_model.safetensors"))
+    encoder = {key.removeprefix("conditioner."): value for key, value in state.items() if ".encoder." in key}
+    assert encoder and all(torch.equal(value, frozen[key]) for key, value in encoder.items())  # kept, unchanged
     size = sum(p.stat().st_size for p in checkpoint.iterdir())
     base_size = (Path(setup["base"]) / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size
     assert size < base_size / 2, f"checkpoint {size} bytes vs base UNet {base_size}"
@@ -144,13 +121,13 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(setup, tmp_path):
     settings = {"gradient_accumulation_steps": 2, "clip_queue_size": 12, "random_flip": "true", "max_train_steps": 4,
                 "checkpointing_steps": 2, "validation_steps": 2}  # fmt: skip
     reference = tmp_path / "reference"
-    train_in_process(bridge_args(setup, reference, **settings))
+    train_bridge_in_process(bridge_args(setup, reference, **settings))
     resumed = tmp_path / "resumed"
     shutil.copytree(reference, resumed)
     for name in ("checkpoint-4", "model", "model-last", "training_summary.json"):  # as if killed after step 2
         path = resumed / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    train_in_process(bridge_args(setup, resumed, resume_from_checkpoint="latest", **settings))
+    train_bridge_in_process(bridge_args(setup, resumed, resume_from_checkpoint="latest", **settings))
     for artifact in ("model-last/pytorch_lora_weights.safetensors", "model/pytorch_lora_weights.safetensors",
                      "model-last/conditioner/diffusion_pytorch_model.safetensors"):  # fmt: skip
         expected, again = load_file(str(reference / artifact)), load_file(str(resumed / artifact))
@@ -164,7 +141,7 @@ def test_the_validation_loss_falls_below_its_untrained_value(setup, tmp_path):
     out = tmp_path / "full"
     settings = {"unet_training": "full", "learning_rate": 5e-4, "max_train_steps": 10, "validation_steps": 10,
                 "checkpointing_steps": 10, "clip_features": None, "clip_layer": None}  # fmt: skip
-    train_in_process(bridge_args(setup, out, **settings))
+    train_bridge_in_process(bridge_args(setup, out, **settings))
     rows = [line.split(",") for line in (out / "metrics.csv").read_text().splitlines() if ",val," in line]
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
     loss = {int(row[0]): float(row[header.index("diffusion_loss")]) for row in rows}
