@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ttdnet-installed
 LOCK := requirements/constraints.txt
-DATA ?= data/synthetic-things-eeg2
+DEMO ?= outputs/demo
 PYTEST_ARGS ?=
 # Offline by design: no test or default path may reach a model hub.
 export HF_HUB_OFFLINE := 1
@@ -23,10 +23,11 @@ $(STAMP): pyproject.toml $(LOCK)
 
 install: $(STAMP)
 
-## The main job: build the environment, write a small synthetic THINGS-EEG2 dataset, print its summary.
+## The main job: build the environment, then run EEG -> images end to end on synthetic data (see docs/demo.md).
+## A rerun reuses finished steps; `make demo DEMO_ARGS=--fresh` starts over.
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/ttdnet simulate --output_dir $(DATA) --overwrite
-	$(BIN)/ttdnet info $(DATA)
+	$(BIN)/ttdnet demo --output_dir $(DEMO) $(DEMO_ARGS)
 
 ## The test suite: lint, then the default (fast, offline, CPU) tests.
 test: $(STAMP)

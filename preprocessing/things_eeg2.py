@@ -751,6 +751,17 @@ def preprocess_things_eeg2(config) -> list[dict[str, Any]]:
             f"{raw_root}: subjects {absent} requested but only {sorted(subjects)} are there; fix --subjects"
         )
     output_root = Path(config.output_dir)
+    foreign = [
+        path
+        for number in wanted
+        for path in sorted((output_root / subject_name(number)).glob("preprocessed_eeg_*.npy"))
+        if not (path.parent / PROVENANCE_NAME).is_file()
+    ]
+    if foreign and not config.overwrite:
+        raise PreprocessingError(
+            f"{foreign[0]} exists and was not written by this command (no {PROVENANCE_NAME} beside it); choose "
+            "another --output_dir, or pass --overwrite to replace it"
+        )
     output_root.mkdir(parents=True, exist_ok=True)
     save_config(config, output_root / "config.yaml", COMMAND_NAME)
     done = []

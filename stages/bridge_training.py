@@ -207,7 +207,10 @@ def train(config) -> dict:
         size = batch.eeg.shape[0]
         flipped = torch.rand(size) < 0.5 if config.random_flip else None
         latents = cache.latents(batch.image_index, flipped).to(device) * scaling
-        noise = torch.randn(latents.shape).to(device)
+        noise = torch.randn(latents.shape)
+        if config.noise_offset:
+            noise += config.noise_offset * torch.randn(size, latents.shape[1], 1, 1)
+        noise = noise.to(device)
         timesteps = torch.randint(0, num_train_timesteps, (size,)).to(device)
         drop = (torch.rand(size) < config.conditioning_dropout_prob).to(device)
         noisy, target = noisy_latents_and_target(noise_scheduler, latents, noise, timesteps)
@@ -246,7 +249,7 @@ def train(config) -> dict:
             if config.num_validation_images:
                 inference_scheduler_copy = EulerDiscreteScheduler.from_config(inference_scheduler.config)
                 grid, _ = validation.render_validation_grid(unwrapped, vae, inference_scheduler_copy, trials,
-                                                            config, device)  # fmt: skip
+                                                            config, device, cache.typical_original_size())  # fmt: skip
                 validation.save_grid(grid, grid_folder, step)
                 validation.log_grid(accelerator, grid, step)
         return metrics[f"val/{config.selection_metric}"], metrics
@@ -284,7 +287,8 @@ def train(config) -> dict:
         bridge = json.dumps({
             "base_model": config.pretrained_model_name_or_path, "vae": config.pretrained_vae_model_name_or_path,
             "revision": config.revision, "variant": config.variant, "unet_training": config.unet_training,
-            "resolution": config.resolution, "prediction_type": noise_scheduler.config.prediction_type,
+            "resolution": config.resolution, "original_size": list(cache.typical_original_size()),
+            "prediction_type": noise_scheduler.config.prediction_type,
             "eeg": {"ch_names": list(train_set.ch_names), "sfreq": train_set.sfreq, "n_times": train_set.n_times,
                     "tmin": float(train_set.times[0])},
         }, indent=2)  # fmt: skip

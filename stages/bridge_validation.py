@@ -122,7 +122,7 @@ def clip_validation_top1(model, trials, clip_targets: torch.Tensor, batch_size: 
 
 
 @torch.no_grad()
-def render_validation_grid(model, vae, scheduler, trials, config, device):
+def render_validation_grid(model, vae, scheduler, trials, config, device, original_size: tuple[int, int]):
     """``[ground truth | generated]`` rows for the grid trials; fixed seeds; the learned null as CFG negative."""
     from diffusers import StableDiffusionXLPipeline
     from diffusers.utils import make_image_grid
@@ -141,7 +141,7 @@ def render_validation_grid(model, vae, scheduler, trials, config, device):
     generated = sample_images(pipeline, model.conditioner, eeg, generators,
                               num_inference_steps=config.validation_inference_steps,
                               guidance_scale=config.validation_guidance_scale, height=config.resolution,
-                              width=config.resolution)  # fmt: skip
+                              width=config.resolution, original_size=original_size)  # fmt: skip
     paths = trials.dataset.metadata.relative_paths("training")
     truth = [resize_center_crop(open_rgb(trials.dataset.image_dir / paths[s.image_index]), config.resolution)[0]
              for s in samples]  # fmt: skip

@@ -20,7 +20,8 @@ def decode_latents(vae, latents: torch.Tensor) -> list:
 
 @torch.no_grad()
 def sample_images(pipeline, conditioner, eeg: torch.Tensor, generators: list, *, num_inference_steps: int,
-                  guidance_scale: float, height: int, width: int) -> list:  # fmt: skip
+                  guidance_scale: float, height: int, width: int,
+                  original_size: tuple[int, int] | None = None) -> list:  # fmt: skip
     """One image per EEG trial.
 
     Parameters
@@ -31,6 +32,9 @@ def sample_images(pipeline, conditioner, eeg: torch.Tensor, generators: list, *,
         On the conditioner's device.
     generators : list of torch.Generator
         One per image: its initial noise.
+    original_size : tuple of int, optional
+        SDXL's ``original_size`` micro-conditioning, ``(height, width)``: the typical size of the training images
+        before resizing (``bridge.json``); None gives the pipeline's default, ``(height, width)``.
 
     Returns
     -------
@@ -47,6 +51,7 @@ def sample_images(pipeline, conditioner, eeg: torch.Tensor, generators: list, *,
         guidance_scale=guidance_scale,
         height=height,
         width=width,
+        original_size=original_size,
         generator=generators,
         output_type="latent",
     ).images

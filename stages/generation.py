@@ -140,6 +140,7 @@ def generate(config) -> dict:
     trials = load_eeg_trials(config.eeg, expected, config.subject, config.average_repetitions)
     out = open_output(config)
     height, width = config.height or record["resolution"], config.width or record["resolution"]
+    original_size = tuple(record["original_size"]) if record.get("original_size") else None
     pipeline.scheduler = make_scheduler(config.scheduler, pipeline.scheduler.config)
     pipeline.unet.to(device, dtype)
     pipeline.vae.to(device, dtype if record.get("vae") else torch.float32)  # the SDXL VAE overflows in fp16
@@ -150,10 +151,14 @@ def generate(config) -> dict:
     rows = read_rows(manifest)
     jobs = [(t, k) for t in range(len(trials.ids)) for k in range(config.num_samples)]
 
+    def absolute(path: str | None) -> str | None:
+        # A manifest is read from anywhere (`ttdnet evaluate --manifest`), so it never holds a cwd-relative path.
+        return None if path is None else str(Path(path).resolve())
+
     def row_of(t: int, k: int) -> dict:
         return {
             "trial": trials.ids[t], "sample": k, "image": f"images/{trials.ids[t]}_s{k}.png",
-            "ground_truth": trials.ground_truth[t], "seed": image_seed(config.seed, trials.ids[t], k),
+            "ground_truth": absolute(trials.ground_truth[t]), "seed": image_seed(config.seed, trials.ids[t], k),
             "eeg_source": trials.sources[t], "bridge": record["source"], "scheduler": config.scheduler,
             "num_inference_steps": config.num_inference_steps, "guidance_scale": config.guidance_scale,
         }  # fmt: skip
@@ -174,7 +179,8 @@ def generate(config) -> dict:
             eeg = torch.from_numpy(trials.eeg[[t for t, _ in batch]]).to(device)
             generators = [torch.Generator(device).manual_seed(row_of(t, k)["seed"]) for t, k in batch]
             settings = {"num_inference_steps": config.num_inference_steps, "guidance_scale": config.guidance_scale}
-            images = sample_images(pipeline, conditioner, eeg, generators, height=height, width=width, **settings)
+            images = sample_images(pipeline, conditioner, eeg, generators, height=height, width=width,
+                                   original_size=original_size, **settings)  # fmt: skip
             for image, (t, k) in zip(images, batch):
                 if (t, k) in done:
                     continue

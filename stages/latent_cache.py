@@ -22,7 +22,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ttdnet.errors import TtdnetError
@@ -101,7 +100,7 @@ def build_latent_cache(
     from safetensors.torch import save
     from tqdm.auto import tqdm
 
-    from ttdnet.data.image_crop import open_rgb, resize_center_crop
+    from ttdnet.data.image_crop import open_rgb, resize_center_crop, to_signed_tensor
     from ttdnet.io import atomic_open
     from ttdnet.stages.chunked_cache import compute_in_chunks, open_partial_dir
 
@@ -127,7 +126,7 @@ def build_latent_cache(
                 out["original_sizes"].append((image.height, image.width))
                 out["crop_top_left"].append((top, left))
                 out["crop_top_left_flipped"].append((top, resized_width - left - resolution))
-                pixels.append(torch.from_numpy(np.asarray(crop, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1))
+                pixels.append(to_signed_tensor(crop))
             batch = torch.stack(pixels)
             out["latents"].append(_encode(vae, batch, names))
             if random_flip:
@@ -194,6 +193,16 @@ class LatentCache:
                 raise TtdnetError(f"{self.path} holds no flipped latents (built without random_flip)")
             latents = torch.where(flipped[:, None, None, None].cpu(), self._rows("latents_flipped", rows), latents)
         return latents
+
+    def typical_original_size(self) -> tuple[int, int]:
+        """The most common ``(height, width)`` of the images before resizing (ties: the smallest).
+
+        Generation passes it as SDXL's ``original_size`` micro-conditioning: the pipeline's default, the output
+        size, is a value the model never saw in training whenever the images were resized.
+        """
+        sizes, counts = torch.unique(self.original_sizes, dim=0, return_counts=True)
+        height, width = sizes[int(torch.argmax(counts))].tolist()
+        return int(height), int(width)
 
     def time_ids(self, rows: torch.Tensor, flipped: torch.Tensor | None = None) -> torch.Tensor:
         """SDXL ``time_ids`` of image ``rows``: ``[orig_h, orig_w, crop_top, crop_left, res, res]``, float (B, 6)."""

@@ -36,6 +36,7 @@ class BridgeConfig:
         "rank": "[1, inf)",
         "lora_alpha": "(0, inf)",
         "snr_gamma": "(0, inf)",
+        "noise_offset": "[0, inf)",
         "conditioning_dropout_prob": "[0, 1)",
         "max_train_steps": "[1, inf)",
         "gradient_accumulation_steps": "[1, inf)",
@@ -130,6 +131,13 @@ class BridgeConfig:
     )
     snr_gamma: float | None = dataclasses.field(
         default=None, metadata={"help": "Min-SNR-gamma loss weighting (5.0 is the paper's value); none: off"}
+    )
+    noise_offset: float = dataclasses.field(
+        default=0.0,
+        metadata={
+            "help": "add noise_offset x N(0, 1) per sample and latent channel to the training noise (offset "
+            "noise), so the model learns to change an image's mean colour; 0 turns it off"
+        },
     )
     conditioning_dropout_prob: float = dataclasses.field(
         default=0.1, metadata={"help": "probability of training a sample on the null conditioning (for CFG)"}

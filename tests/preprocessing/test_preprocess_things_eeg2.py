@@ -193,6 +193,19 @@ def test_done_subjects_are_skipped_unless_overwrite(raw_things, tmp_path, capsys
     assert len(preprocess_things_eeg2(dataclasses.replace(config, overwrite=True))) == 1
 
 
+def test_eeg_files_it_did_not_write_are_replaced_only_with_overwrite(raw_things, tmp_path):
+    out = tmp_path / "release"
+    (out / "sub-01").mkdir(parents=True)
+    official = out / "sub-01" / "preprocessed_eeg_training.npy"
+    official.write_bytes(b"the downloaded release")
+    config = config_for(raw_things["root"], out, checksums=False)
+    with pytest.raises(TtdnetError, match="not written by this command"):
+        preprocess_things_eeg2(config)
+    assert official.read_bytes() == b"the downloaded release"
+    assert len(preprocess_things_eeg2(dataclasses.replace(config, overwrite=True))) == 1
+    assert official.read_bytes() != b"the downloaded release"
+
+
 def _copy_subject(raw_things, tmp_path) -> Path:
     root = tmp_path / "raw"
     shutil.copytree(raw_things["root"] / "sub-01", root / "sub-01")

@@ -92,10 +92,14 @@ def test_a_killed_run_resumes_to_the_complete_set_without_duplicates(bridge, tmp
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
-def test_the_manifest_goes_straight_into_evaluate(bridge, tmp_path, capsys):
-    assert main(["generate", *generate_args(bridge, tmp_path / "gen")]) == 0
+def test_the_manifest_goes_straight_into_evaluate(bridge, tmp_path, capsys, monkeypatch):
+    # Relative paths, as a user types them: the manifest must still resolve from another folder.
+    monkeypatch.chdir(bridge["data"].parent)
+    data = bridge["data"].name
+    run = os.path.relpath(bridge["run"] / "model-last")
+    assert main(["generate", *generate_args(bridge, tmp_path / "gen", eeg=data, bridge=run)]) == 0
     capsys.readouterr()
-    args = ["--ground_truth", str(bridge["data"]), "--manifest", str(tmp_path / "gen" / "manifest.jsonl"),
+    args = ["--ground_truth", data, "--manifest", str(tmp_path / "gen" / "manifest.jsonl"),
             "--metrics", "pixcorr", "ssim", "--device", "cpu", "--output_dir", str(tmp_path / "eval")]  # fmt: skip
     assert main(["evaluate", *args]) == 0
     assert "paired 10 trials x 2 sample(s)" in capsys.readouterr().out

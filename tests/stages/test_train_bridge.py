@@ -57,8 +57,13 @@ def test_a_run_writes_the_artifacts_and_logs_validation(lora_run, setup):
         p.name for p in model.iterdir()
     }
     assert all("lora" in key for key in load_file(str(model / "pytorch_lora_weights.safetensors")))
+    from PIL import Image
+
+    first_image = next((setup["data"] / "image_set" / "training_images").rglob("*.jpg"))
+    width, height = Image.open(first_image).size  # every fixture image has this size; training resizes to 64
     for folder in (model, lora_run / "model-last"):
-        assert json.loads((folder / "bridge.json").read_text())["base_model"] == str(setup["base"])
+        record = json.loads((folder / "bridge.json").read_text())
+        assert record["base_model"] == str(setup["base"]) and record["original_size"] == [height, width] != [64, 64]
     card = (model / "README.md").read_text()
     assert f"base_model: {setup['base']}" in card and "never the test set" in card
     val_steps = [line.split(",")[0] for line in (lora_run / "metrics.csv").read_text().splitlines() if ",val," in line]

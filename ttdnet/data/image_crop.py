@@ -41,3 +41,11 @@ def resize_center_crop(image, size: int):
     w, h = image.size
     left, top = (w - size) // 2, (h - size) // 2
     return image.crop((left, top, left + size, top + size)), (top, left), (h, w)
+
+
+def to_signed_tensor(image):
+    """A float32 ``(3, H, W)`` tensor of an RGB ``PIL.Image`` in ``[-1, 1]``, the range diffusers' VAEs take."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)

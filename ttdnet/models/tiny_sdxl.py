@@ -38,6 +38,9 @@ _VAE = {
     "up_block_types": ["UpDecoderBlock2D"] * 2,
     "latent_channels": 4,
     "sample_size": 64,
+    # Four channels per GroupNorm group, as in SDXL's VAE (128 channels, 32 groups). The default of 32 groups on
+    # 32 channels normalises every channel on its own, which strips each image's mean colour.
+    "norm_num_groups": 8,
 }
 
 TINY_SDXL_PRESETS: dict[str, dict] = {
@@ -104,8 +107,11 @@ def build_tiny_sdxl(preset: str = "tiny", seed: int = 0) -> dict:
     return {"unet": unet, "vae": vae, "scheduler": EulerDiscreteScheduler(**SDXL_SCHEDULER_CONFIG)}
 
 
-def save_sdxl_folder(path: str | os.PathLike, unet, vae, scheduler) -> Path:
-    """Write UNet, VAE and scheduler as a ``StableDiffusionXLPipeline`` folder (no text encoders), atomically."""
+def save_sdxl_folder(path: str | os.PathLike, unet, vae, scheduler, extra_files: dict[str, str] | None = None) -> Path:
+    """Write UNet, VAE and scheduler as a ``StableDiffusionXLPipeline`` folder (no text encoders), atomically.
+
+    ``extra_files`` maps file names to text written beside ``model_index.json`` before the folder appears.
+    """
     from diffusers import StableDiffusionXLPipeline
 
     path = Path(path)
@@ -122,6 +128,8 @@ def save_sdxl_folder(path: str | os.PathLike, unet, vae, scheduler) -> Path:
         scheduler=scheduler,
     )
     pipeline.save_pretrained(temporary)
+    for name, text in (extra_files or {}).items():
+        (temporary / name).write_text(text, encoding="utf-8")
     if path.exists():
         shutil.rmtree(path)
     os.replace(temporary, path)
