@@ -320,9 +320,14 @@ def load_trained_bridge(folder: str | os.PathLike, base: dict) -> tuple:
         saved = read_saved_config(folder.parent / CONFIG_NAME, "train-bridge")
         fields = set(BridgeConfig.__dataclass_fields__)
         config = BridgeConfig(**{key: value for key, value in saved.items() if key in fields})
+        from ttdnet.data import ThingsEEG2Layout, read_image_metadata
+        from ttdnet.data.image_crop import typical_original_size
+
+        image_dir = ThingsEEG2Layout.discover(config.dataset_root).image_dir
+        original_size = typical_original_size(image_dir, read_image_metadata(image_dir).relative_paths("training"))
         record = {"base_model": config.pretrained_model_name_or_path, "vae": config.pretrained_vae_model_name_or_path,
                   "revision": config.revision, "variant": config.variant, "resolution": config.resolution,
-                  "eeg": {"tmin": config.tmin}}  # fmt: skip
+                  "original_size": list(original_size), "eeg": {"tmin": config.tmin}}  # fmt: skip
     elif (folder / "bridge.json").is_file() and (folder / "conditioner").is_dir():
         import json
 

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ttdnet.data import ThingsEEG2Dataset, ThingsEEG2Layout, read_image_metadata
+from ttdnet.data.image_crop import typical_original_size
 from ttdnet.errors import TtdnetError
 from ttdnet.stages import bridge_models as models
 from ttdnet.stages import bridge_validation as validation
@@ -160,6 +161,7 @@ def train(config) -> dict:
             config.resolution, config.random_flip,
         )  # fmt: skip
     cache = LatentCache(cache_file)
+    original_size = typical_original_size(image_dir, image_paths)
     trials = validation.validation_trials(val_set, config.num_validation_trials, config.num_validation_images)
     if config.selection_metric == "clip_top1" and not trials.galleries:
         raise TtdnetError("--selection_metric clip_top1 needs at least 2 held-out concepts: raise --val_fraction")
@@ -249,7 +251,7 @@ def train(config) -> dict:
             if config.num_validation_images:
                 inference_scheduler_copy = EulerDiscreteScheduler.from_config(inference_scheduler.config)
                 grid, _ = validation.render_validation_grid(unwrapped, vae, inference_scheduler_copy, trials,
-                                                            config, device, cache.typical_original_size())  # fmt: skip
+                                                            config, device, original_size)  # fmt: skip
                 validation.save_grid(grid, grid_folder, step)
                 validation.log_grid(accelerator, grid, step)
         return metrics[f"val/{config.selection_metric}"], metrics
@@ -287,7 +289,7 @@ def train(config) -> dict:
         bridge = json.dumps({
             "base_model": config.pretrained_model_name_or_path, "vae": config.pretrained_vae_model_name_or_path,
             "revision": config.revision, "variant": config.variant, "unet_training": config.unet_training,
-            "resolution": config.resolution, "original_size": list(cache.typical_original_size()),
+            "resolution": config.resolution, "original_size": list(original_size),
             "prediction_type": noise_scheduler.config.prediction_type,
             "eeg": {"ch_names": list(train_set.ch_names), "sfreq": train_set.sfreq, "n_times": train_set.n_times,
                     "tmin": float(train_set.times[0])},

@@ -194,16 +194,6 @@ class LatentCache:
             latents = torch.where(flipped[:, None, None, None].cpu(), self._rows("latents_flipped", rows), latents)
         return latents
 
-    def typical_original_size(self) -> tuple[int, int]:
-        """The most common ``(height, width)`` of the images before resizing (ties: the smallest).
-
-        Generation passes it as SDXL's ``original_size`` micro-conditioning: the pipeline's default, the output
-        size, is a value the model never saw in training whenever the images were resized.
-        """
-        sizes, counts = torch.unique(self.original_sizes, dim=0, return_counts=True)
-        height, width = sizes[int(torch.argmax(counts))].tolist()
-        return int(height), int(width)
-
     def time_ids(self, rows: torch.Tensor, flipped: torch.Tensor | None = None) -> torch.Tensor:
         """SDXL ``time_ids`` of image ``rows``: ``[orig_h, orig_w, crop_top, crop_left, res, res]``, float (B, 6)."""
         index = torch.as_tensor(rows, dtype=torch.long).cpu()

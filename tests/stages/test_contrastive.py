@@ -97,8 +97,10 @@ def test_two_processes_give_the_single_process_loss_and_gradient(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
     assert report["world_size"] == 2
-    assert report["loss_gap"] < 1e-6, report
-    assert report["max_gradient_gap"] < 1e-6, report
+    # float32 sums taken in another order across the two processes differ by a few ulps (gaps up to 1.4e-6
+    # measured); the bugs this guards against (unscaled or ungathered gradients) give gaps of order 1.
+    assert report["loss_gap"] < 1e-5, report
+    assert report["max_gradient_gap"] < 1e-5, report
     assert report["n_gradients"] > 5 and report["gradient_norm"] > 1e-3  # gradients were compared, not absent
 
 

@@ -49,3 +49,27 @@ def to_signed_tensor(image):
     import torch
 
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+
+
+def typical_original_size(image_dir: str | os.PathLike, paths: list[str]) -> tuple[int, int]:
+    """The most common ``(height, width)`` of the images ``image_dir / path`` (ties: the smallest).
+
+    Only the file headers are read. Stage B records it as SDXL's ``original_size`` micro-conditioning for
+    generation: the pipeline's default, the output size, is a value the model never saw in training whenever
+    the images were resized.
+    """
+    from collections import Counter
+
+    from PIL import Image
+
+    sizes = Counter()
+    for path in paths:
+        try:
+            with Image.open(os.path.join(image_dir, path)) as image:
+                sizes[(image.height, image.width)] += 1
+        except OSError as error:
+            raise TtdnetError(f"cannot read image {os.path.join(image_dir, path)}: {error}") from error
+    if not sizes:
+        raise TtdnetError(f"no images under {image_dir} to take the training image size from")
+    best = max(sizes.values())
+    return min(size for size, count in sizes.items() if count == best)
