@@ -151,14 +151,13 @@ def generate(config) -> dict:
     rows = read_rows(manifest)
     jobs = [(t, k) for t in range(len(trials.ids)) for k in range(config.num_samples)]
 
-    def absolute(path: str | None) -> str | None:
-        # A manifest is read from anywhere (`ttdnet evaluate --manifest`), so it never holds a cwd-relative path.
-        return None if path is None else str(Path(path).resolve())
+    # A manifest is read from anywhere (`ttdnet evaluate --manifest`), so it never holds a cwd-relative path.
+    ground_truth = [None if path is None else str(Path(path).resolve()) for path in trials.ground_truth]
 
     def row_of(t: int, k: int) -> dict:
         return {
             "trial": trials.ids[t], "sample": k, "image": f"images/{trials.ids[t]}_s{k}.png",
-            "ground_truth": absolute(trials.ground_truth[t]), "seed": image_seed(config.seed, trials.ids[t], k),
+            "ground_truth": ground_truth[t], "seed": image_seed(config.seed, trials.ids[t], k),
             "eeg_source": trials.sources[t], "bridge": record["source"], "scheduler": config.scheduler,
             "num_inference_steps": config.num_inference_steps, "guidance_scale": config.guidance_scale,
         }  # fmt: skip
