@@ -11,15 +11,12 @@ can anyone who wants an end-to-end run without downloading SDXL.
 import argparse
 import dataclasses
 import json
-import logging
 from pathlib import Path
 from typing import ClassVar, Literal
 
 from ttdnet.cli import Command
 from ttdnet.errors import ConfigError
 
-
-logger = logging.getLogger(__name__)
 
 SUMMARY_NAME = "tiny_base.json"
 
