@@ -15,7 +15,8 @@ import dataclasses
 import torch
 
 from ttdnet.data.channels import POSTERIOR_17_CHANNELS
-from ttdnet.errors import ConfigError
+from ttdnet.errors import ConfigError, TtdnetError
+from ttdnet.models.braindecode_adapter import BraindecodeEncoder
 from ttdnet.models.eegproject import EEGProjectEncoder
 from ttdnet.models.inceptsad import EncoderOutput, InceptSADEncoder
 from ttdnet.models.nice import NICEEncoder
@@ -51,6 +52,21 @@ _INCEPTSAD_TINY = {
     key: value for key, value in encoder_preset("tiny").items() if key not in ("chs_info", "n_times", "sfreq")
 }
 
+
+def _braindecode(model_name: str, **model_kwargs) -> dict:
+    """Keyword arguments of a :class:`BraindecodeEncoder` registry entry."""
+    return {"model_name": model_name, "model_kwargs": model_kwargs}
+
+
+# braindecode architectures sized (in samples) for 1 s windows at 100 Hz, the official release; they also run on
+# 63 channels at 250 Hz. EEGConformer keeps the spans of its published 250 Hz kernel and pool (0.1 s, 0.3 s,
+# stride 0.06 s): 11 tokens per window instead of 1. ATCNet keeps its 0.25 s first kernel; pools of 4 and 2 keep
+# braindecode from shrinking the architecture for windows of at least 88 samples.
+_ATCNET_ARCH = {"conv_block_kernel_length_1": 25, "conv_block_pool_size_1": 4, "conv_block_pool_size_2": 2}
+_EEGCONFORMER_ARCH = {"filter_time_length": 10, "pool_time_length": 30, "pool_time_stride": 6}
+# The head is removed, so its kind does not change the features; braindecode deprecates the default (False).
+_EEGNET_HEAD = {"final_layer_with_constraint": True}
+
 ENCODERS: dict[str, RegisteredEncoder] = {
     "eegproject": RegisteredEncoder(
         EEGProjectEncoder, "SUPA-EEG MLP: flatten -> linear -> residual GELU block -> LayerNorm",
@@ -63,6 +79,32 @@ ENCODERS: dict[str, RegisteredEncoder] = {
     "inceptsad": RegisteredEncoder(
         InceptSADEncoder, "Stage A InceptSAD encoder (pooled tokens); can start from a Stage A save_pretrained folder",
         _INCEPTSAD_ARCH, _INCEPTSAD_TINY,
+    ),
+    "braindecode-eegnet": RegisteredEncoder(
+        BraindecodeEncoder, "braindecode EEGNet (compact depthwise-separable CNN); features: the classifier's input",
+        _braindecode("EEGNet", **_EEGNET_HEAD),
+        _braindecode("EEGNet", **_EEGNET_HEAD, F1=2, D=1, kernel_length=8, depthwise_kernel_length=4),
+    ),
+    "braindecode-atcnet": RegisteredEncoder(
+        BraindecodeEncoder, "braindecode ATCNet (CNN + attention + TCN over sliding windows); features: window mean",
+        _braindecode("ATCNet", **_ATCNET_ARCH),
+        _braindecode(
+            "ATCNet", conv_block_n_filters=4, conv_block_kernel_length_1=8, conv_block_kernel_length_2=4,
+            conv_block_pool_size_1=2, conv_block_pool_size_2=2, n_windows=2, head_dim=4, num_heads=1, tcn_depth=1,
+        ),
+    ),
+    "braindecode-eegconformer": RegisteredEncoder(
+        BraindecodeEncoder, "braindecode EEGConformer (conv patches + transformer); features: the classifier's input",
+        _braindecode("EEGConformer", **_EEGCONFORMER_ARCH),
+        _braindecode("EEGConformer", **_EEGCONFORMER_ARCH, n_filters_time=4, num_layers=1, num_heads=1),
+    ),
+    "braindecode-eegpt": RegisteredEncoder(
+        BraindecodeEncoder, "braindecode EEGPT (pretrainable transformer, channels embedded by name); summary tokens",
+        _braindecode("EEGPT", chan_proj_type="none"),
+        _braindecode(
+            "EEGPT", chan_proj_type="none", patch_size=16, patch_stride=8, embed_num=1, embed_dim=8, depth=1,
+            num_heads=2, mlp_ratio=2.0,
+        ),
     ),
 }  # fmt: skip
 
@@ -105,6 +147,30 @@ def build_encoder(name: str, signal: dict, size: str = "default", **overrides):
     kwargs = dict(entry.defaults if size == "default" else entry.tiny)
     kwargs.update(overrides)
     return entry.cls(**signal, **kwargs)
+
+
+def build_pretrained_braindecode_encoder(name: str, folder, signal: dict) -> BraindecodeEncoder:
+    """A registered braindecode encoder that starts from braindecode weights in a local folder.
+
+    Parameters
+    ----------
+    name : str
+        A registry key whose class is :class:`BraindecodeEncoder` (``braindecode-eegpt``, ...).
+    folder : path-like
+        braindecode ``save_pretrained`` output (``config.json``, ``model.safetensors``); its ``config.json``
+        gives the architecture (see :meth:`BraindecodeEncoder.from_braindecode_pretrained`).
+    signal : dict
+        Signal-contract keyword arguments of the data.
+
+    Returns
+    -------
+    BraindecodeEncoder
+    """
+    entry = ENCODERS.get(name)
+    if entry is None or entry.cls is not BraindecodeEncoder:
+        braindecode_names = [key for key, value in ENCODERS.items() if value.cls is BraindecodeEncoder]
+        raise TtdnetError(f"encoder {name!r} does not load braindecode weights; use one of {braindecode_names}")
+    return BraindecodeEncoder.from_braindecode_pretrained(folder, entry.defaults["model_name"], **signal)
 
 
 def embedding_dim(encoder) -> int:
