@@ -30,7 +30,7 @@ VALIDATION_COLUMNS = ("diffusion_loss", "clip_top1")
 
 def clip_targets(config, image_paths: list[str]) -> torch.Tensor | None:
     """L2-normalised CLIP image embeddings of the training images, ``(n_images, clip_dim)``, or None."""
-    from ttdnet.stages.retrieval_features import read_feature_file
+    from ttdnet.stages.feature_file import read_feature_file
 
     if config.clip_features is None:
         return None

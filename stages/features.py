@@ -1,7 +1,7 @@
 """``ttdnet features``: frozen image features of the THINGS-EEG2 training and test images, cached per backbone.
 
 The heavy work lives in :mod:`ttdnet.stages.retrieval_features` (imported inside :func:`run`, so this module
-stays cheap to import). See ``docs/retrieval.md`` for the feature-file format.
+stays cheap to import). See ``docs/retrieval.md`` for the backbones and the feature-file format.
 """
 
 import argparse
@@ -24,12 +24,17 @@ class FeaturesConfig:
         default="pixels",
         metadata={
             "help": "pixels (weight-free RGB thumbnails), torchvision:<arch>, open_clip:<model> (e.g. "
-            "open_clip:ViT-H-14) or transformers:<hub id or local folder> (CLIP, DINOv2, InternViT)"
+            "open_clip:ViT-H-14, open_clip:local-dir:FOLDER), transformers:<hub id or local folder> (CLIP, DINOv2, "
+            "InternViT) or dreamsim:<variant> (ensemble, dino_vitb16, dinov2_vitb14, clip_vitb32, "
+            "open_clip_vitb32, synclr_vitb16); each uses its library's own preprocessing"
         },
     )
     checkpoint: str | None = dataclasses.field(
         default=None,
-        metadata={"help": "torchvision: local weight file; open_clip: pretrained tag or local checkpoint file"},
+        metadata={
+            "help": "torchvision: local weight file or weights name (IMAGENET1K_V1, DEFAULT); open_clip: pretrained "
+            "tag or local checkpoint file; dreamsim: the checkpoint folder (see docs/retrieval.md)"
+        },
     )
     random_init: bool = dataclasses.field(
         default=False, metadata={"help": "allow random weights when no checkpoint is given (seeded by --seed)"}
@@ -50,9 +55,9 @@ class FeaturesConfig:
     )
     grid_size: int = dataclasses.field(default=2, metadata={"help": "cells per side for --pooling grid"})
     normalize: bool = dataclasses.field(default=False, metadata={"help": "L2-normalise every stored vector"})
-    image_size: int | None = dataclasses.field(default=None, metadata={"help": "input size; default the backbone's"})
-    image_mean: list[float] | None = dataclasses.field(default=None, metadata={"help": "override the RGB mean"})
-    image_std: list[float] | None = dataclasses.field(default=None, metadata={"help": "override the RGB std"})
+    image_size: int | None = dataclasses.field(
+        default=None, metadata={"help": "pixels only: side of the centre crop the thumbnails come from (default 16)"}
+    )
     model_dtype: Literal["float32", "bfloat16", "float16"] = dataclasses.field(
         default="float32", metadata={"help": "dtype the backbone runs in (features are stored as float16)"}
     )

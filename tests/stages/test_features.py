@@ -1,4 +1,5 @@
-"""``ttdnet features``: the file format, cache reuse and invalidation, resume, backbones and hooks."""
+"""``ttdnet features``: the file format, cache reuse and invalidation, resume, backbones with their own
+preprocessing (checked against each library's transform) and hooks."""
 
 import json
 
@@ -9,14 +10,10 @@ from PIL import Image
 from things_files import write_image_set
 
 from ttdnet.cli import available_commands, build_parser, main
+from ttdnet.errors import TtdnetError
 from ttdnet.stages import retrieval_features
-from ttdnet.stages.retrieval_features import (
-    FeatureFileError,
-    ImageFolderList,
-    read_feature_file,
-    run_features,
-    write_feature_file,
-)
+from ttdnet.stages.feature_file import FeatureFileError, read_feature_file, write_feature_file
+from ttdnet.stages.retrieval_features import run_features
 
 
 @pytest.fixture(scope="module")
@@ -129,57 +126,115 @@ def test_user_supplied_file_in_the_documented_format_is_accepted(tmp_path):
     assert loaded.n_layers == 2 and loaded.dim == 3 and loaded.paths["test"] == ["c.jpg"]
 
 
-def test_torchvision_random_backbone_with_hooks_and_grid_pooling(image_set, tmp_path):
-    assert (
-        main(
-            [
-                "features",
-                "--image_dir",
-                str(image_set),
-                "--backbone",
-                "torchvision:resnet18",
-                "--output_dir",
-                str(tmp_path),
-            ]
-        )
-        == 1
-    )  # fmt: skip  (no weights and no --random_init)
-    args = ["--backbone", "torchvision:resnet18", "--random_init", "--layers", "layer1", "layer4", "final"]
-    summary = run_features(config(image_set, tmp_path, *args, "--pooling", "grid", "--image_size", "32"))
-    loaded = read_feature_file(summary["output"])
-    assert loaded.layer_dims == [64 * 4, 512 * 4, 1000]  # channels x 2 x 2 cells (adaptive pooling)
-    assert loaded.features["test"].shape == (4, 3, 2048)
-    # Independent check of the final embedding: the same seeded network on the same preprocessed images.
-    import torchvision
+def rgb_images(image_set, relative_paths):
+    return [Image.open(image_set / "image_set" / path).convert("RGB") for path in relative_paths]
 
+
+def test_torchvision_weights_use_their_own_transform_with_hooks_and_grid_pooling(image_set, tmp_path, monkeypatch):
+    import torchvision
+    from torchvision.models import ResNet18_Weights
+
+    command = ["features", "--image_dir", str(image_set), "--backbone", "torchvision:resnet18"]
+    assert main([*command, "--output_dir", str(tmp_path)]) == 1  # no weights and no --random_init
+    # A weights name is loaded from torchvision's cache (filled here with seeded weights: nothing is downloaded).
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    weights = ResNet18_Weights.IMAGENET1K_V1
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+    cached.parent.mkdir(parents=True)
+    torch.manual_seed(5)
+    network = torchvision.models.resnet18(weights=None).eval()
+    torch.save(network.state_dict(), cached)
+    args = ["--backbone", "torchvision:resnet18", "--checkpoint", "IMAGENET1K_V1", "--layers", "layer1", "layer4",
+            "final", "--pooling", "grid"]  # fmt: skip
+    loaded = read_feature_file(run_features(config(image_set, tmp_path, *args))["output"])
+    assert loaded.layer_dims == [64 * 4, 512 * 4, 1000]  # channels x 2 x 2 cells (adaptive pooling)
+    assert loaded.settings["weights"]["weights"] == {"torchvision_weights": "ResNet18_Weights.IMAGENET1K_V1"}
+    transform = weights.transforms()  # the library's own preprocessing (resize 256, crop 224, ImageNet statistics)
+    with torch.no_grad():
+        logits = network(torch.stack([transform(image) for image in rgb_images(image_set, loaded.paths["test"])]))
+    torch.testing.assert_close(loaded.features["test"][:, 2, :1000].float(), logits.half().float(), rtol=2e-3,
+                               atol=2e-3)  # fmt: skip
+    with pytest.raises(TtdnetError, match=r"neither a file nor a weights name.*IMAGENET1K_V1"):
+        run_features(config(image_set, tmp_path, "--backbone", "torchvision:resnet18", "--checkpoint", "NOPE"))
+
+
+def test_torchvision_random_weights_use_the_architecture_default_transform(image_set, tmp_path):
+    import torchvision
+    from torchvision.models import ResNet18_Weights
+
+    args = ["--backbone", "torchvision:resnet18", "--random_init", "--layers", "final"]
+    loaded = read_feature_file(run_features(config(image_set, tmp_path, *args))["output"])
+    assert "ResNet18_Weights.IMAGENET1K_V1" in loaded.settings["preprocessing"]["from"]
     torch.manual_seed(0)
     network = torchvision.models.resnet18(weights=None).eval()
-    images = ImageFolderList(image_set / "image_set", loaded.paths["test"], 32, (0.485, 0.456, 0.406),
-                             (0.229, 0.224, 0.225))  # fmt: skip
+    transform = ResNet18_Weights.DEFAULT.transforms()
     with torch.no_grad():
-        logits = network(torch.stack([images[i] for i in range(4)]))
-    torch.testing.assert_close(
-        loaded.features["test"][:, 2, :1000].float(), logits.half().float(), rtol=2e-3, atol=2e-3
-    )
+        logits = network(torch.stack([transform(image) for image in rgb_images(image_set, loaded.paths["test"])]))
+    torch.testing.assert_close(loaded.features["test"][:, 0].float(), logits.half().float(), rtol=2e-3, atol=2e-3)
+    with pytest.raises(TtdnetError, match="pixels backbone only"):
+        run_features(config(image_set, tmp_path, *args, "--image_size", "32"))
 
 
-def test_transformers_backbone_from_a_local_folder(image_set, tmp_path):
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+def test_transformers_backbone_uses_the_model_image_processor(image_set, tmp_path):
+    from transformers import AutoImageProcessor, CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(0)
     tiny = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
                             image_size=32, patch_size=8, projection_dim=8)  # fmt: skip
     model = CLIPVisionModelWithProjection(tiny).eval()
-    model.save_pretrained(tmp_path / "tiny-clip")
-    summary = run_features(config(image_set, tmp_path, "--backbone", f"transformers:{tmp_path / 'tiny-clip'}",
-                                  "--layers", "vision_model.encoder.layers.0", "final"))  # fmt: skip
-    loaded = read_feature_file(summary["output"])
-    assert loaded.layer_dims == [16, 8] and loaded.settings["image_size"] == 32
-    images = ImageFolderList(image_set / "image_set", loaded.paths["test"], 32, (0.485, 0.456, 0.406),
-                             (0.229, 0.224, 0.225))  # fmt: skip
+    folder = tmp_path / "tiny-clip"
+    model.save_pretrained(folder)
+    backbone = ["--backbone", f"transformers:{folder}", "--layers", "vision_model.encoder.layers.0", "final"]
+    with pytest.raises(TtdnetError, match=rf"no image processor \(preprocessor_config.json\) for '{folder}'"):
+        run_features(config(image_set, tmp_path, *backbone))  # never a silent fallback to other statistics
+    CLIPImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32}, image_mean=[0.3, 0.4, 0.5],
+                       image_std=[0.2, 0.25, 0.3]).save_pretrained(folder)  # fmt: skip
+    loaded = read_feature_file(run_features(config(image_set, tmp_path, *backbone))["output"])
+    assert run_features(config(image_set, tmp_path, *backbone))["reused"]
+    assert loaded.layer_dims == [16, 8]
+    assert loaded.settings["preprocessing"]["transformers_image_processor"]["image_mean"] == [0.3, 0.4, 0.5]
+    processor = AutoImageProcessor.from_pretrained(folder)
+    pixels = processor(images=rgb_images(image_set, loaded.paths["test"]), return_tensors="pt")["pixel_values"]
     with torch.no_grad():
-        output = model(pixel_values=torch.stack([images[i] for i in range(4)]), output_hidden_states=True)
+        output = model(pixel_values=pixels, output_hidden_states=True)
     torch.testing.assert_close(loaded.features["test"][:, 1, :8].float(), output.image_embeds.half().float(),
                                rtol=2e-3, atol=2e-3)  # fmt: skip
     torch.testing.assert_close(loaded.features["test"][:, 0, :16].float(),
                                output.hidden_states[1].mean(dim=1).half().float(), rtol=2e-3, atol=2e-3)  # fmt: skip
+
+
+def test_open_clip_backbone_uses_its_preprocess_transform(image_set, tmp_path):
+    import open_clip
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "tiny-open-clip"
+    folder.mkdir()
+    vision_cfg = {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8}
+    text_cfg = {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1}
+    model_cfg = {"embed_dim": 8, "vision_cfg": vision_cfg, "text_cfg": text_cfg}
+    preprocess_cfg = {"mean": [0.3, 0.4, 0.5], "std": [0.2, 0.25, 0.3], "interpolation": "bilinear",
+                      "resize_mode": "squash"}  # fmt: skip
+    (folder / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg})
+    )
+    backbone = ["--backbone", f"open_clip:local-dir:{folder}", "--layers", "transformer.resblocks.0", "final"]
+    with pytest.raises(TtdnetError, match="no weight file"):
+        run_features(config(image_set, tmp_path, *backbone))
+    torch.manual_seed(3)
+    random_model = open_clip.create_model(f"local-dir:{folder}")
+    save_file(
+        {k: v.contiguous() for k, v in random_model.state_dict().items()}, folder / "open_clip_model.safetensors"
+    )
+    loaded = read_feature_file(run_features(config(image_set, tmp_path, *backbone))["output"])
+    assert run_features(config(image_set, tmp_path, *backbone))["reused"]  # the settings are stable across runs
+    assert loaded.settings["preprocessing"]["open_clip_preprocess_cfg"]["resize_mode"] == "squash"
+    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}")
+    block = {}
+    model.visual.transformer.resblocks[0].register_forward_hook(lambda _m, _i, out: block.update(out=out))
+    with torch.no_grad():
+        final = model.eval().encode_image(
+            torch.stack([preprocess(im) for im in rgb_images(image_set, loaded.paths["test"])])
+        )
+    torch.testing.assert_close(loaded.features["test"][:, 1, :8].float(), final.half().float(), rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(loaded.features["test"][:, 0].float(), block["out"].mean(dim=1).half().float(),
+                               rtol=2e-3, atol=2e-3)  # fmt: skip

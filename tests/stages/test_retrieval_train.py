@@ -58,8 +58,8 @@ def test_tiny_run_under_accelerate_launch(dataset, tmp_path):
     assert {"model", "model-last", "metrics.csv", "fold_results.json"} <= {p.name for p in fold_dir.iterdir()}
     # The saved model reproduces the reported test top-1 when scored again from disk.
     from ttdnet.data import ThingsEEG2Dataset
+    from ttdnet.stages.feature_file import read_feature_file
     from ttdnet.stages.retrieval_eval import evaluate_split
-    from ttdnet.stages.retrieval_features import read_feature_file
     from ttdnet.stages.retrieval_model import load_retrieval_model
 
     model, provenance = load_retrieval_model(fold_dir / "model")
@@ -73,7 +73,7 @@ def test_every_inter_fold_starts_from_the_same_fresh_weights(dataset, tmp_path):
     from accelerate.utils import set_seed
 
     from ttdnet.models.fingerprint import state_fingerprint
-    from ttdnet.stages.retrieval_features import read_feature_file
+    from ttdnet.stages.feature_file import read_feature_file
     from ttdnet.stages.retrieval_training import build_model
 
     root, features = dataset
@@ -144,7 +144,7 @@ def test_a_frozen_encoder_is_never_trained_nor_put_in_training_mode(dataset, tmp
     from accelerate.utils import set_seed
     from safetensors.torch import load_file
 
-    from ttdnet.stages.retrieval_features import read_feature_file
+    from ttdnet.stages.feature_file import read_feature_file
     from ttdnet.stages.retrieval_training import _datasets, build_model, feature_statistics
 
     root, features = dataset
