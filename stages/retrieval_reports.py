@@ -1,4 +1,7 @@
-"""The reports of ``ttdnet train-retrieval``: the protocol next to every number, per subject and summarised."""
+"""The reports of ``ttdnet train-retrieval``: the protocol next to every number, per subject and summarised.
+
+Rows are folds: one per subject, or for ``finetune`` one per subject and training ratio (0 = the start model).
+"""
 
 from pathlib import Path
 
@@ -6,14 +9,22 @@ import numpy as np
 
 from ttdnet.data import ThingsEEG2Dataset
 from ttdnet.io import atomic_write_json, atomic_write_text
-from ttdnet.stages.retrieval_features import FeatureFile
+from ttdnet.stages.feature_file import FeatureFile
+
+
+PROTOCOL_NAMES = {
+    "intra": "intra-subject",
+    "inter": "inter-subject (leave-one-subject-out)",
+    "finetune": "fine-tuned inter-subject (an inter fold's model, fine-tuned on part of the held-out subject's "
+    "training concepts)",
+}
 
 
 def protocol_record(config, features: FeatureFile, dataset: ThingsEEG2Dataset) -> dict:
     """Everything that defines the numbers, written next to them (see docs/retrieval.md)."""
     settings = features.settings
     return {
-        "protocol": "intra-subject" if config.protocol == "intra" else "inter-subject (leave-one-subject-out)",
+        "protocol": PROTOCOL_NAMES[config.protocol],
         "channels": f"{dataset.n_chans} ({', '.join(dataset.ch_names)})",
         "sfreq_hz": dataset.sfreq,
         "window_s": [float(dataset.times[0]), float(dataset.times[-1] + 1 / dataset.sfreq)],
@@ -55,14 +66,31 @@ def summarise(folds: list[dict]) -> dict:
     return summary
 
 
+def summarise_by_ratio(folds: list[dict]) -> dict:
+    """:func:`summarise` per training ratio: ``{"ratio-R": {key: {"mean", "sd"}}}``, ratios ascending."""
+    ratios = sorted({fold["ratio"] for fold in folds})
+    return {f"ratio-{ratio:g}": summarise([fold for fold in folds if fold["ratio"] == ratio]) for ratio in ratios}
+
+
 def write_reports(output_dir: Path, record: dict, folds: list[dict], summary: dict, config) -> None:
-    """``results.json``, ``results.csv`` (one row per subject) and ``results.md``."""
+    """``results.json``, ``results.csv`` (one row per fold) and ``results.md``.
+
+    ``finetune`` rows also name the protocol and the training ratio, and ``summary`` is per ratio
+    (:func:`summarise_by_ratio`).
+    """
     import pandas as pd
 
     atomic_write_json(output_dir / "results.json", {"protocol": record, "subjects": folds, "summary": summary})
+    by_ratio = config.protocol == "finetune"
     keys = [key for key in folds[0]["test"] if isinstance(folds[0]["test"][key], float)]
     rows = [
-        {"subject": f["subject"], "selected_epoch": f["selection"]["epoch"], **{k: f["test"][k] for k in keys}}
+        {
+            **({"protocol": f["protocol"]} if by_ratio else {}),
+            "subject": f["subject"],
+            **({"ratio": f["ratio"]} if by_ratio else {}),
+            "selected_epoch": f["selection"]["epoch"],
+            **{k: f["test"][k] for k in keys},
+        }
         for f in folds
     ]
     atomic_write_text(output_dir / "results.csv", pd.DataFrame(rows).to_csv(index=False))
@@ -72,15 +100,17 @@ def write_reports(output_dir: Path, record: dict, folds: list[dict], summary: di
     lines = ["# Zero-shot EEG-to-image retrieval", "", "Protocol (applies to every number below):", ""]
     for name, value in record.items():
         lines.append(f"- **{name}**: {value}")
-    lines += ["", "| subject | selected epoch | " + " | ".join(shown) + " |", "|---" * (len(shown) + 2) + "|"]
+    head = ["subject", *(["training ratio"] if by_ratio else []), "selected epoch", *shown]
+    lines += ["", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for fold in folds:
-        cells = [f"{100 * fold['test'][k]:.1f}" for k in shown]
-        lines.append(f"| {fold['subject']} | {fold['selection']['epoch']} | " + " | ".join(cells) + " |")
-    lines.append(
-        "| **mean ± sd** | | "
-        + " | ".join(f"{100 * summary[k]['mean']:.1f} ± {100 * summary[k]['sd']:.1f}" for k in shown)
-        + " |"
-    )
+        cells = [fold["subject"], *([f"{fold['ratio']:g}"] if by_ratio else []), str(fold["selection"]["epoch"])]
+        cells += [f"{100 * fold['test'][k]:.1f}" for k in shown]
+        lines.append("| " + " | ".join(cells) + " |")
+    groups = [(name[len("ratio-") :], values) for name, values in summary.items()] if by_ratio else [(None, summary)]
+    for ratio, values in groups:
+        cells = ["**mean ± sd**", *([ratio] if by_ratio else []), ""]
+        cells += [f"{100 * values[k]['mean']:.1f} ± {100 * values[k]['sd']:.1f}" for k in shown]
+        lines.append("| " + " | ".join(cells) + " |")
     chance = folds[0]["chance"]
     lines += ["", "Values in %. Chance: " + ", ".join(f"{k} {100 * chance[k]:.1f}" for k in shown) + "."]
     atomic_write_text(output_dir / "results.md", "\n".join(lines) + "\n")

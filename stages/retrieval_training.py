@@ -1,7 +1,8 @@
 """The folds, the loss and the driver behind ``ttdnet train-retrieval`` (options in ``train_retrieval.py``).
 
 Each fold trains a freshly initialised model (the same seed for every fold) with the shared training loop
-(:mod:`ttdnet.stages.training_loop`) in its own folder, ``output_dir/<protocol>/<subject>``. The loss is
+(:mod:`ttdnet.stages.training_loop`) in its own folder, ``output_dir/<protocol>/<subject>``; the folds of
+``finetune`` start from an inter run's models instead (:mod:`ttdnet.stages.retrieval_finetune`). The loss is
 computed on the global batch across processes (:mod:`ttdnet.stages.contrastive`). Validation and the final
 test run on the main process only, once; every process receives the validation score, and the others read
 the fold's results from disk.
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ttdnet.data import ThingsEEG2Dataset
 from ttdnet.data.things_eeg2 import subject_name, subject_number
@@ -22,8 +23,8 @@ from ttdnet.io import atomic_write_json
 from ttdnet.models.fingerprint import state_fingerprint
 from ttdnet.stages.checkpoints import CHECKPOINT_PATTERN, CheckpointError
 from ttdnet.stages.contrastive import gather_batch, info_nce, mmd_rbf
+from ttdnet.stages.feature_file import FeatureFile, read_feature_file
 from ttdnet.stages.retrieval_eval import evaluate_split, validation_galleries, validation_keys, validation_scores
-from ttdnet.stages.retrieval_features import FeatureFile, read_feature_file
 from ttdnet.stages.retrieval_model import (
     RetrievalModel,
     gaussian_kernel,
@@ -31,7 +32,7 @@ from ttdnet.stages.retrieval_model import (
     mmd_weight,
     save_retrieval_model,
 )
-from ttdnet.stages.retrieval_reports import protocol_record, summarise, write_reports
+from ttdnet.stages.retrieval_reports import protocol_record, summarise, summarise_by_ratio, write_reports
 from ttdnet.stages.selection import BestOnValidation
 from ttdnet.stages.training_loop import TrainingLoop, freeze, on_main_process
 
@@ -64,28 +65,77 @@ def flatten_scores(scores: dict) -> dict:
 
 
 class Fold:
-    """One model: its training subjects, its evaluation subject and its folder."""
+    """One model: its training subjects, its evaluation subject, its folder ``root/<protocol>/<subject>[/<name>]``
+    and ``subject_index`` (subject number -> row of the router's subject-bias table).
 
-    def __init__(self, protocol: str, subject: str, train_subjects: list[str], root: Path):
+    The methods are what a protocol may change: the training samples, the start model, extra fields of
+    ``fold_results.json`` and how the fold runs (:mod:`ttdnet.stages.retrieval_finetune` overrides them).
+    """
+
+    def __init__(
+        self,
+        protocol: str,
+        subject: str,
+        train_subjects: list[str],
+        root: Path,
+        subject_index: dict[int, int],
+        name: str | None = None,
+    ):
         self.protocol, self.subject, self.train_subjects = protocol, subject, train_subjects
-        self.dir = root / protocol / subject
-        self.prefix = f"{protocol}/{subject}"
+        self.subject_index = subject_index
+        self.dir = root / protocol / subject if name is None else root / protocol / subject / name
+        self.prefix = f"{protocol}/{subject}" if name is None else f"{protocol}/{subject}/{name}"
+
+    def training_subset(self, train_set: ThingsEEG2Dataset) -> Dataset:
+        """The samples this fold trains on (all of ``train_set``)."""
+        return train_set
+
+    def start_model(self, config, signal: dict, features: FeatureFile, mean, std) -> RetrievalModel:
+        """A freshly initialised model (the caller seeds torch first: the same weights for every fold)."""
+        return build_model(
+            config, signal, features.n_layers, features.dim, len(self.subject_index), mean, std,
+            f"THINGS-EEG2 data in {config.dataset_root}",
+        )  # fmt: skip
+
+    def record(self) -> dict:
+        """Extra JSON-ready fields of ``fold_results.json`` (none)."""
+        return {}
+
+    def run(self, config, accelerator, best: BestOnValidation, context: dict) -> dict:
+        """Train, select and test the fold (:func:`train_fold`); return its results."""
+        return train_fold(self, config, accelerator, best, context)
 
 
-def make_folds(config, all_subjects: list[str], output_dir: Path) -> list[Fold]:
+def subject_order(subjects: list | None, available: list[str]) -> list[str]:
+    """The subjects of a run, in the order that numbers the router's subject rows: as given, else sorted."""
+    return [subject_name(s) for s in subjects] if subjects else sorted(available)
+
+
+def make_folds(config, all_subjects: list[str], output_dir: Path, features: FeatureFile) -> list[Fold]:
+    """The folds of ``config.protocol`` for ``--eval_subjects`` (checked; nothing is written)."""
     evaluated = [subject_name(s) for s in config.eval_subjects] if config.eval_subjects else all_subjects
     unknown = [s for s in evaluated if s not in all_subjects]
     if unknown:
         raise TtdnetError(f"--eval_subjects {unknown} are not among the subjects {all_subjects}")
+    if config.finetune_from is not None and config.protocol != "finetune":
+        raise TtdnetError(
+            f"--finetune_from is read by --protocol finetune only (this run is {config.protocol}); "
+            "add --protocol finetune or drop --finetune_from"
+        )
+    if config.protocol == "finetune":
+        from ttdnet.stages.retrieval_finetune import finetune_folds
+
+        return finetune_folds(config, evaluated, output_dir, features)
+    subject_index = {subject_number(s): i for i, s in enumerate(all_subjects)}
     folds = []
     for subject in evaluated:
         if config.protocol == "intra":
-            folds.append(Fold("intra", subject, [subject], output_dir))
+            folds.append(Fold("intra", subject, [subject], output_dir, subject_index))
         else:
             others = [s for s in all_subjects if s != subject]
             if not others:
                 raise TtdnetError("the inter (leave-one-subject-out) protocol needs at least two subjects")
-            folds.append(Fold("inter", subject, others, output_dir))
+            folds.append(Fold("inter", subject, others, output_dir, subject_index))
     return folds
 
 
@@ -118,11 +168,16 @@ def fold_resume_requests(request: str | None, folds: list[Fold]) -> dict[str, st
 def build_model(config, signal: dict, n_layers: int, dim: int, n_subjects: int, mean, std, data_source: str):
     """A freshly initialised retrieval model (the caller seeds torch first); a frozen encoder is :func:`freeze`-d."""
     from ttdnet.models import InceptSADEncoder, SignalSpec
-    from ttdnet.models.registry import build_encoder
+    from ttdnet.models.registry import build_encoder, build_pretrained_braindecode_encoder
 
-    if config.encoder_pretrained is not None:
+    if config.encoder_pretrained is not None and config.encoder.startswith("braindecode-"):
+        encoder = build_pretrained_braindecode_encoder(config.encoder, config.encoder_pretrained, signal)
+    elif config.encoder_pretrained is not None:
         if config.encoder != "inceptsad":
-            raise TtdnetError("--encoder_pretrained loads a Stage A InceptSAD folder; use it with --encoder inceptsad")
+            raise TtdnetError(
+                "--encoder_pretrained loads a Stage A InceptSAD folder (--encoder inceptsad) or braindecode weights "
+                "(--encoder braindecode-*)"
+            )
         if not (Path(config.encoder_pretrained) / "config.json").is_file():
             raise TtdnetError(
                 f"--encoder_pretrained {config.encoder_pretrained}: no config.json (a save_pretrained dir)"
@@ -202,26 +257,24 @@ def train_fold(fold: Fold, config, accelerator, best: BestOnValidation, context:
     from accelerate.utils import set_seed
 
     features: FeatureFile = context["features"]
-    subject_index = context["subject_index"]
+    subject_index = fold.subject_index
     device = accelerator.device
     eval_average = config.test_averaging == "avg_input"
     with accelerator.main_process_first():
-        train_set = _datasets(config, fold.train_subjects, "train", config.train_average_repetitions)
+        split_set = _datasets(config, fold.train_subjects, "train", config.train_average_repetitions)
         val_set = _datasets(config, fold.train_subjects, "val", eval_average)
         test_set = _datasets(config, [fold.subject], "test", eval_average)
+    train_set = fold.training_subset(split_set)
     galleries = selection_galleries(config, val_set)
     signal = {
-        "chs_info": [{"ch_name": n} for n in train_set.ch_names],
-        "n_times": train_set.n_times,
-        "sfreq": train_set.sfreq,
+        "chs_info": [{"ch_name": n} for n in split_set.ch_names],
+        "n_times": split_set.n_times,
+        "sfreq": split_set.sfreq,
     }
-    mean, std = feature_statistics(features.features["training"], np.unique(train_set.image_indices))
+    mean, std = feature_statistics(features.features["training"], np.unique(split_set.image_indices))
 
     set_seed(config.seed)  # the same fresh initialisation for every fold
-    model = build_model(
-        config, signal, features.n_layers, features.dim, len(subject_index), mean, std,
-        f"THINGS-EEG2 data in {config.dataset_root}",
-    )  # fmt: skip
+    model = fold.start_model(config, signal, features, mean, std)
     init_fingerprint = state_fingerprint(model)
     train_loader = DataLoader(
         train_set,
@@ -335,6 +388,7 @@ def train_fold(fold: Fold, config, accelerator, best: BestOnValidation, context:
             "steps": result.final_step,
             "num_processes": accelerator.num_processes,
             "total_batch_size": loop.plan.total_batch_size,
+            **fold.record(),
         }
         save_retrieval_model(unwrapped, fold.dir / "model", provenance)
         unwrapped.load_state_dict(last_weights)
@@ -362,13 +416,12 @@ def train(config) -> dict:
     features = read_feature_file(config.features)
     output_dir = Path(config.output_dir)
     layout = ThingsEEG2Layout.discover(config.dataset_root)
-    all_subjects = [subject_name(s) for s in config.subjects] if config.subjects else layout.subjects
+    all_subjects = subject_order(config.subjects, layout.subjects)
     probe = _datasets(config, all_subjects[:1], "test", True)
     for split in ("training", "test"):
         features.check_paths(split, probe.metadata.relative_paths(split))
-    folds = make_folds(config, all_subjects, output_dir)
+    folds = make_folds(config, all_subjects, output_dir, features)
     resume_requests = fold_resume_requests(config.resume_from_checkpoint, folds)
-    subject_index = {subject_number(s): i for i, s in enumerate(all_subjects)}
 
     if config.smooth_prob > 0:
         gaussian_kernel(config.smooth_kernel, config.smooth_sigma)  # an even kernel size is an error, now
@@ -376,7 +429,8 @@ def train(config) -> dict:
         selection_galleries(
             config, _datasets(config, fold.train_subjects, "val", config.test_averaging == "avg_input")
         )
-    run = open_run_folder(config, "train-retrieval", MAY_CHANGE_ON_RESUME | {"eval_subjects", "log_test_curves"})
+    may_change = MAY_CHANGE_ON_RESUME | {"eval_subjects", "log_test_curves", "subject_training_ratio"}
+    run = open_run_folder(config, "train-retrieval", may_change)
     accelerator = create_accelerator(config)
     run.commit(accelerator, config)
     set_seed(config.seed)
@@ -384,7 +438,7 @@ def train(config) -> dict:
     accelerator.register_for_checkpointing(best)
     if accelerator.is_main_process:
         init_trackers(accelerator, "ttdnet-retrieval", config_to_dict(config))
-    context = {"features": features, "subject_index": subject_index, "resume_requests": resume_requests}
+    context = {"features": features, "resume_requests": resume_requests}
     results, step_offset = [], 0
     for fold in folds:
         done = fold.dir / "fold_results.json"
@@ -394,15 +448,19 @@ def train(config) -> dict:
                 logger.info(f"[{fold.prefix}] finished earlier; reusing {done}")
             result = json.loads(done.read_text())
         else:
-            result = train_fold(fold, config, accelerator, best, {**context, "step_offset": step_offset})
+            result = fold.run(config, accelerator, best, {**context, "step_offset": step_offset})
         results.append(result)
         step_offset += result["steps"]  # trackers see one growing step across folds
     record = protocol_record(config, features, probe)
+    if config.protocol == "finetune":
+        from ttdnet.stages.retrieval_finetune import start_model_record
+
+        record["start_models"] = start_model_record(config, folds)
     record["infonce_negatives"] = (
         f"the global batch ({config.train_batch_size} per process x {accelerator.num_processes} process(es)); "
         "pairs that hold the same image are masked out"
     )
-    summary = summarise(results)
+    summary = summarise_by_ratio(results) if config.protocol == "finetune" else summarise(results)
     if accelerator.is_main_process:
         write_reports(output_dir, record, results, summary, config)
     accelerator.end_training()

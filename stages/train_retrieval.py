@@ -5,7 +5,9 @@ train-retrieval ...`` on one device). Protocols (see docs/retrieval.md):
 
 * ``intra``: one model per subject, trained on that subject's training split;
 * ``inter`` (leave-one-subject-out): per held-out subject, a **freshly initialised** model (the same seed for
-  every fold) trained on the other subjects' training splits.
+  every fold) trained on the other subjects' training splits;
+* ``finetune``: per target subject and ``--subject_training_ratio``, the selected model of an inter run's fold
+  for that subject (``--finetune_from``), fine-tuned on that fraction of the subject's training concepts.
 
 Model selection uses the validation split only (held-out *training concepts*, scored on galleries of one image
 per concept like the test gallery) or the last epoch; the test set is scored once, at the end of a fold, with
@@ -13,9 +15,9 @@ the selected weights. Per-epoch test curves can be logged (``--log_test_curves``
 ``test_curve_not_for_selection`` and never read by the selection code.
 
 Outputs in ``output_dir``: ``results.json``, ``results.csv``, ``results.md`` (protocol next to the numbers),
-``config.yaml``, ``run_history.jsonl``, and per fold ``<protocol>/sub-XX/`` with ``model/`` (selected weights),
-``model-last/``, ``metrics.csv``, ``checkpoint-N/`` and ``fold_results.json`` (a finished fold is reused on
-resume).
+``config.yaml``, ``run_history.jsonl``, and per fold ``<protocol>/sub-XX/`` (``finetune/sub-XX/ratio-R/``) with
+``model/`` (selected weights), ``model-last/``, ``metrics.csv``, ``checkpoint-N/`` and ``fold_results.json`` (a
+finished fold is reused on resume).
 """
 
 import argparse
@@ -49,6 +51,7 @@ class RetrievalConfig:
         "kway": "[2, inf)",
         "topk": "[1, inf)",
         "mc_trials": "[0, inf)",
+        "subject_training_ratio": "(0, 1]",
     }
 
     # Data.
@@ -77,8 +80,26 @@ class RetrievalConfig:
     )
     split_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the validation split"})
     cache_dir: str | None = dataclasses.field(default=None, metadata={"help": "float32 cache root of the data layer"})
-    protocol: Literal["intra", "inter"] = dataclasses.field(
-        default="intra", metadata={"help": "intra: one model per subject; inter: leave-one-subject-out"}
+    protocol: Literal["intra", "inter", "finetune"] = dataclasses.field(
+        default="intra",
+        metadata={
+            "help": "intra: one model per subject; inter: leave-one-subject-out; finetune: an inter fold's model "
+            "(--finetune_from) fine-tuned on its held-out subject's training data"
+        },
+    )
+    finetune_from: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "finetune: the output_dir of a finished --protocol inter run; the target subject S starts "
+            "from its inter/sub-SS/model"
+        },
+    )
+    subject_training_ratio: list[float] = dataclasses.field(
+        default_factory=lambda: [1.0],
+        metadata={
+            "help": "finetune: fractions of the target's training concepts to fine-tune on, one model each "
+            "(seeded by split_seed, nested; e.g. 0.1 0.25 0.5 1.0)"
+        },
     )
     # Model.
     encoder: str = dataclasses.field(
@@ -179,7 +200,7 @@ def run(config: RetrievalConfig, namespace: argparse.Namespace) -> int:
 
 COMMAND = Command(
     name="train-retrieval",
-    summary="Contrastive EEG-to-image retrieval (intra / leave-one-subject-out), selected on validation",
+    summary="Contrastive EEG-to-image retrieval (intra / leave-one-subject-out / fine-tune), selected on validation",
     config_class=RetrievalConfig,
     run=run,
     description=(
