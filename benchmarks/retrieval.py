@@ -1,19 +1,22 @@
-"""Retrieval quality bar on synthetic THINGS-EEG2 at full training scale, on the CPU.
+"""Retrieval benchmark with a known ceiling, on the CPU: ceiling, linear baselines and every registry encoder.
 
-Steps (each skipped when its output already exists):
+Steps (the dataset is reused when it exists with the same options):
 
-1. ``ttdnet simulate`` a full-scale dataset: 1654 × 10 training images (4 repetitions), 200 test images
-   (80 repetitions), default SNR 0.3, ``--n_subjects`` subjects;
-2. ``ttdnet features`` for the chosen backbone (default ``pixels``: weight-free RGB thumbnails, **not** a
-   pretrained vision model);
-3. ``ttdnet train-retrieval`` with ``configs/retrieval.yaml`` (the default configuration) and the intra
-   protocol, then prints per-subject 200-way top-1/top-5, the protocol and the training time.
+1. ``ttdnet simulate-ceiling``: a linear-Gaussian THINGS-EEG2-shaped dataset at full scale (1654 × 10
+   training images, 4 repetitions; 200 test images, 80 repetitions), ``--n_subjects`` subjects, its image
+   features and the Bayes-optimal 200-way top-1/top-5 (the **ceiling**);
+2. the ridge (EEG → features, cosine) and Gaussian-encoding (features → EEG, Mahalanobis) baselines of
+   :mod:`ttdnet.stages.retrieval_baselines`, hyper-parameters chosen on held-out training concepts;
+3. ``ttdnet train-retrieval --config configs/retrieval.yaml`` for each encoder (intra protocol), with any
+   extra flags given after ``--``;
+4. one table, per subject: ceiling, baselines and encoders as top-1/top-5 and as a fraction of the ceiling
+   on the same test files, with the seconds each took (run it alone on the machine: timings of a shared CPU
+   mean nothing). It is also written to ``work_dir/table.md`` and ``table.json``.
 
-Example (writes about 1.2 GB per subject; delete ``--work_dir`` afterwards)::
+Example (about 1.1 GB per subject; delete ``--work_dir`` afterwards)::
 
-    python benchmarks/retrieval.py --work_dir /tmp/ttdnet-retrieval-bench --n_subjects 2
-
-Extra ``train-retrieval`` flags can follow ``--``, e.g. ``-- --num_train_epochs 50``.
+    python benchmarks/retrieval.py --work_dir /tmp/ttdnet-ceiling --encoders eegproject nice
+    python benchmarks/retrieval.py --encoders eegproject -- --num_train_epochs 20
 """
 
 import argparse
@@ -29,64 +32,136 @@ REPO = Path(__file__).resolve().parents[1]
 TTDNET = [sys.executable, "-m", "ttdnet"]
 
 
-def step(command: list[str], what: str) -> float:
-    print(f"\n$ {' '.join(command)}", flush=True)
+def step(command: list[str], what: str, log: Path) -> float:
+    """Run ``command`` with its output in ``log``; return the wall-clock seconds."""
+    print(f"$ {' '.join(command)}  > {log}", flush=True)
     started = time.perf_counter()
-    subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    with log.open("w") as handle:
+        result = subprocess.run(
+            command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+        )
+    if result.returncode:
+        raise SystemExit(f"{what} failed (exit {result.returncode}); see {log}")
     seconds = time.perf_counter() - started
-    print(f"{what}: {seconds:.1f} s", flush=True)
+    print(f"{what}: {seconds:.0f} s", flush=True)
     return seconds
 
 
+def dataset(work: Path, n_subjects: int, knobs: list[str]) -> tuple[Path, dict, float]:
+    data = work / "data"
+    wanted = [*TTDNET, "simulate-ceiling", "--output_dir", str(data), "--n_subjects", str(n_subjects), *knobs]
+    stamp = work / "data-command.json"
+    seconds = 0.0
+    if not (data / "ceiling.json").is_file() or not stamp.is_file() or json.loads(stamp.read_text()) != wanted[2:]:
+        seconds = step([*wanted, "--overwrite"], "simulate-ceiling", work / "simulate.log")
+        stamp.write_text(json.dumps(wanted[2:]))
+    return data, json.loads((data / "ceiling.json").read_text()), seconds
+
+
+def baselines(data: Path, subject: str, cache: Path) -> list[dict]:
+    from ttdnet.stages.retrieval_baselines import encoding_baseline, protocol_arrays, ridge_baseline
+    from ttdnet.stages.simulate_ceiling import FEATURE_FILE
+
+    started = time.perf_counter()
+    arrays = protocol_arrays(data, data / FEATURE_FILE, subject, cache_dir=cache)
+    load_seconds = time.perf_counter() - started
+    rows = []
+    for fit in (ridge_baseline, encoding_baseline):
+        result = fit(arrays)
+        rows.append(
+            {"method": f"baseline: {result.name}", "top1": result.test["top1"], "top5": result.test["top5"],
+             "seconds": result.seconds + load_seconds, "selected": result.selected}
+        )  # fmt: skip
+        print(
+            f"{subject} {result.name}: {result.test} selected {result.selected} ({result.seconds:.0f} s)", flush=True
+        )
+    return rows
+
+
+def encoder_rows(data: Path, work: Path, encoder: str, extra: list[str]) -> list[dict]:
+    from ttdnet.stages.simulate_ceiling import FEATURE_FILE
+
+    run_dir = work / "runs" / encoder
+    command = [
+        *TTDNET, "train-retrieval", "--config", str(REPO / "configs" / "retrieval.yaml"), "--dataset_root", str(data),
+        "--features", str(data / FEATURE_FILE), "--encoder", encoder, "--output_dir", str(run_dir),
+        "--cache_dir", str(work / "cache"), "--report_to", "none", "--overwrite", *extra,
+    ]  # fmt: skip
+    seconds = step(command, f"train-retrieval {encoder}", work / f"train-{encoder}.log")
+    results = json.loads((run_dir / "results.json").read_text())
+    return [
+        {"method": f"{encoder} (default config{', ' + ' '.join(extra) if extra else ''})", "subject": fold["subject"],
+         "top1": fold["test"]["top1"], "top5": fold["test"]["top5"], "seconds": seconds,
+         "selected": {"epoch": fold["selection"]["epoch"]}}
+        for fold in results["subjects"]
+    ]  # fmt: skip
+
+
+def table(rows: list[dict], ceiling: dict) -> str:
+    lines = [
+        "| subject | method | top-1 % | top-5 % | top-1 / ceiling | top-5 / ceiling | seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for subject, values in ceiling["subjects"].items():
+        here, expected = values["on_these_files"], values["expected"]
+        lines.append(
+            f"| {subject} | **ceiling** (Bayes-optimal, these test files) | {100 * here['top1']:.1f} | "
+            f"{100 * here['top5']:.1f} | 1 | 1 | |"
+        )
+        lines.append(
+            f"| {subject} | ceiling, expected over fresh test sets | {100 * expected['top1']['mean']:.1f} ± "
+            f"{100 * expected['top1']['ci95_half_width']:.1f} | {100 * expected['top5']['mean']:.1f} ± "
+            f"{100 * expected['top5']['ci95_half_width']:.1f} | | | |"
+        )
+        for row in (r for r in rows if r["subject"] == subject):
+            lines.append(
+                f"| {subject} | {row['method']} | {100 * row['top1']:.1f} | {100 * row['top5']:.1f} | "
+                f"{row['top1'] / here['top1']:.2f} | {row['top5'] / here['top5']:.2f} | {row['seconds']:.0f} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ttdnet.models.registry import encoder_names
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work_dir", default="/tmp/ttdnet-retrieval-bench", help="data, features and runs go here")
-    parser.add_argument("--n_subjects", type=int, default=2)
-    parser.add_argument("--snr", type=float, default=0.3, help="simulation SNR (0.3 is the simulator default)")
-    parser.add_argument("--backbone", default="pixels", help="ttdnet features --backbone")
-    parser.add_argument("--features_args", default="", help="extra `ttdnet features` flags, one string")
-    parser.add_argument("--run_name", default=None, help="run folder name (default: the backbone)")
+    parser.add_argument("--work_dir", default="/tmp/ttdnet-ceiling", help="data, caches, runs and the table go here")
+    parser.add_argument("--n_subjects", type=int, default=1, help="subjects simulated and evaluated (default 1)")
+    parser.add_argument(
+        "--encoders",
+        nargs="+",
+        default=encoder_names(),
+        help=f"registry encoders to train (default all: {encoder_names()})",
+    )
+    parser.add_argument("--no_baselines", action="store_true", help="skip the ridge and Gaussian-encoding baselines")
+    parser.add_argument(
+        "--simulate_args", default="", help="extra `ttdnet simulate-ceiling` flags (difficulty knobs), one string"
+    )
     args, extra = parser.parse_known_args(argv)
     extra = [item for item in extra if item != "--"]
     work = Path(args.work_dir)
-    data = work / f"synthetic-full-{args.n_subjects}sub-snr{args.snr}"
-    timings = {}
-    if not (data / "simulation.json").is_file():
-        timings["simulate_s"] = step(
-            [*TTDNET, "simulate", "--output_dir", str(data), "--n_subjects", str(args.n_subjects),
-             "--n_train_concepts", "1654", "--n_test_images", "200", "--snr", str(args.snr)],
-            "simulate",
-        )  # fmt: skip
-    feature_dir = work / "features"
-    timings["features_s"] = step(
-        [*TTDNET, "features", "--image_dir", str(data), "--backbone", args.backbone, "--output_dir", str(feature_dir),
-         *args.features_args.split()],
-        "features",
-    )  # fmt: skip
-    feature_file = sorted(feature_dir.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)[-1]
-    run_dir = work / "runs" / (args.run_name or feature_file.stem)
-    timings["train_and_test_s"] = step(
-        [*TTDNET, "train-retrieval", "--config", str(REPO / "configs" / "retrieval.yaml"), "--dataset_root", str(data),
-         "--features", str(feature_file), "--output_dir", str(run_dir), "--cache_dir", str(work / "cache"),
-         "--report_to", "none", *extra],
-        "train-retrieval",
-    )  # fmt: skip
-    results = json.loads((run_dir / "results.json").read_text())
-    print("\nProtocol:")
-    for key, value in results["protocol"].items():
-        print(f"  {key}: {value}")
-    print("\nsubject  selected_epoch  top1 %  top5 %  (chance 0.5 / 2.5)  train s")
-    for fold in results["subjects"]:
-        print(
-            f"{fold['subject']:>7}  {fold['selection']['epoch']:>14}  {100 * fold['test']['top1']:6.1f}  "
-            f"{100 * fold['test']['top5']:6.1f}  {'':>19}  {fold['train_seconds']:7.1f}"
-        )
-    summary = results["summary"]
-    print(
-        f"{'mean':>7}  {'':>14}  {100 * summary['top1']['mean']:6.1f}  {100 * summary['top5']['mean']:6.1f}"
-        f"   (sd {100 * summary['top1']['sd']:.1f} / {100 * summary['top5']['sd']:.1f})"
+    work.mkdir(parents=True, exist_ok=True)
+    data, ceiling, simulate_seconds = dataset(work, args.n_subjects, args.simulate_args.split())
+    rows = []
+    if not args.no_baselines:
+        for subject in ceiling["subjects"]:
+            rows += [{**row, "subject": subject} for row in baselines(data, subject, work / "cache")]
+    for encoder in args.encoders:
+        rows += encoder_rows(data, work, encoder, extra)
+    text = table(rows, ceiling)
+    protocol = (
+        "Protocol: linear-Gaussian synthetic THINGS-EEG2 (`ttdnet simulate-ceiling`, seed 0; knobs in "
+        f"{data / 'ceiling.json'}), 17 channels, 100 Hz, -0.2...0.79 s, intra-subject, training on the mean of 4 "
+        "repetitions, test queries the mean of 80 (avg_input), gallery the 200 test images, features all layers "
+        "of the model's feature file; selection on 10% held-out training concepts (galleries of one image per "
+        "concept, mean top-1); the test split read once. Seconds are wall-clock per method on "
+        f"{os.cpu_count()} CPU threads (simulation {simulate_seconds:.0f} s when it ran)."
     )
-    print(f"\ntimings: {json.dumps(timings)}; CPU threads: {os.cpu_count()}")
+    print("\n" + protocol + "\n\n" + text)
+    (work / "table.md").write_text(protocol + "\n\n" + text + "\n")
+    (work / "table.json").write_text(
+        json.dumps({"protocol": protocol, "ceiling": ceiling["subjects"], "rows": rows}, indent=2)
+    )
     return 0
 
 

@@ -34,7 +34,7 @@ from ttdnet.errors import ConfigError, TtdnetError
 from ttdnet.models.registry import ENCODERS, embedding_dim, encode
 
 
-LayerMode = Literal["router", "single", "uniform"]
+LayerMode = Literal["router", "single", "uniform", "concat"]
 
 
 class SubjectAwareRouter(nn.Module):
@@ -112,8 +112,9 @@ class RetrievalModel(nn.Module):
 
     EEG: ``encoder (B, C, T) -> (B, E)`` -> ``Linear(E -> proj_dim)`` [-> shared ``Linear(proj_dim -> proj_dim)``].
     Image: features ``(B, L, D)`` standardised -> layer weights ``(B, L)`` (router, one layer or uniform) ->
-    ``Σ_l w_l F_l`` ``(B, D)`` -> ``Linear(D -> image_hidden_dim)`` -> ``Linear(-> proj_dim)`` (no
-    nonlinearity, as SUPA-EEG) [-> the shared linear]. Both outputs are L2-normalised.
+    ``Σ_l w_l F_l`` ``(B, D)``, or all layers side by side ``(B, L·D)`` (``concat``) ->
+    ``Linear(-> image_hidden_dim)`` [-> GELU] -> ``Linear(-> proj_dim)`` (no nonlinearity by default, as
+    SUPA-EEG) [-> the shared linear]. Both outputs are L2-normalised.
 
     Parameters
     ----------
@@ -126,11 +127,13 @@ class RetrievalModel(nn.Module):
     n_subjects : int
         Rows of the router's subject-bias table.
     proj_dim, image_hidden_dim : int
-    layer_mode : {"router", "single", "uniform"}
+    layer_mode : {"router", "single", "uniform", "concat"}
     single_layer : int
         Layer used when ``layer_mode="single"`` (negative counts from the end).
     router_init_logits, router_subject_dropout, router_layer_dropout, router_temperature :
         See :class:`SubjectAwareRouter`.
+    image_activation : {"none", "gelu"}
+        Nonlinearity between the image projector's two linear layers.
     shared_head : bool
         Apply one shared ``Linear(proj_dim -> proj_dim)`` to both towers (SUPA-EEG).
     learn_temperature : bool
@@ -156,6 +159,7 @@ class RetrievalModel(nn.Module):
         router_subject_dropout: float = 0.3,
         router_layer_dropout: float = 0.1,
         router_temperature: float = 1.0,
+        image_activation: str = "none",
         shared_head: bool = True,
         learn_temperature: bool = True,
         init_temperature: float = 0.07,
@@ -163,8 +167,10 @@ class RetrievalModel(nn.Module):
         feature_std: torch.Tensor | None = None,
     ):
         super().__init__()
-        if layer_mode not in ("router", "single", "uniform"):
-            raise ConfigError(f"layer_mode must be router, single or uniform, got {layer_mode!r}")
+        if layer_mode not in ("router", "single", "uniform", "concat"):
+            raise ConfigError(f"layer_mode must be router, single, uniform or concat, got {layer_mode!r}")
+        if image_activation not in ("none", "gelu"):
+            raise ConfigError(f"image_activation must be none or gelu, got {image_activation!r}")
         if not -n_layers <= single_layer < n_layers:
             raise ConfigError(
                 f"single_layer={single_layer} is out of range for {n_layers} feature layers "
@@ -184,6 +190,7 @@ class RetrievalModel(nn.Module):
             "router_subject_dropout": router_subject_dropout,
             "router_layer_dropout": router_layer_dropout,
             "router_temperature": router_temperature,
+            "image_activation": image_activation,
             "shared_head": shared_head,
             "learn_temperature": learn_temperature,
             "init_temperature": init_temperature,
@@ -202,8 +209,10 @@ class RetrievalModel(nn.Module):
             if layer_mode == "router"
             else None
         )
+        mixed_dim = n_layers * feature_dim if layer_mode == "concat" else feature_dim
+        activation = [nn.GELU()] if image_activation == "gelu" else []  # none keeps the saved keys 0 and 1
         self.image_projector = nn.Sequential(
-            nn.Linear(feature_dim, image_hidden_dim), nn.Linear(image_hidden_dim, proj_dim)
+            nn.Linear(mixed_dim, image_hidden_dim), *activation, nn.Linear(image_hidden_dim, proj_dim)
         )
         self.shared = nn.Linear(proj_dim, proj_dim) if shared_head else nn.Identity()
         scale = torch.tensor(math.log(1.0 / init_temperature))
@@ -243,8 +252,11 @@ class RetrievalModel(nn.Module):
                 f"image features must be (batch, {expected[0]}, {expected[1]}), got {tuple(features.shape)}"
             )
         features = (features.float() - self.feature_mean) / self.feature_std
-        weights = self.layer_weights(features.shape[0], subject_index)
-        mixed = torch.einsum("bl,bld->bd", weights.to(features.dtype), features)
+        if self.config["layer_mode"] == "concat":
+            mixed = features.flatten(1)
+        else:
+            weights = self.layer_weights(features.shape[0], subject_index)
+            mixed = torch.einsum("bl,bld->bd", weights.to(features.dtype), features)
         return F.normalize(self.shared(self.image_projector(mixed)), dim=-1)
 
     def forward(

@@ -115,8 +115,9 @@ class RetrievalConfig:
     freeze_encoder: bool = dataclasses.field(default=False, metadata={"help": "keep the EEG encoder frozen"})
     proj_dim: int = dataclasses.field(default=512, metadata={"help": "width of the shared embedding space"})
     image_hidden_dim: int = dataclasses.field(default=1024, metadata={"help": "hidden width of the image projector"})
-    layer_mode: Literal["router", "single", "uniform"] = dataclasses.field(
-        default="router", metadata={"help": "subject-aware softmax router over layers, one layer, or equal weights"}
+    layer_mode: Literal["router", "single", "uniform", "concat"] = dataclasses.field(
+        default="router",
+        metadata={"help": "subject-aware softmax router over layers, one layer, equal weights, or all side by side"},
     )
     single_layer: int = dataclasses.field(default=-1, metadata={"help": "layer index for --layer_mode single"})
     router_init_logits: list[float] | None = dataclasses.field(
@@ -125,6 +126,9 @@ class RetrievalConfig:
     router_subject_dropout: float = dataclasses.field(default=0.3, metadata={"help": "drop a sample's subject bias"})
     router_layer_dropout: float = dataclasses.field(default=0.1, metadata={"help": "drop a layer (logit -> -inf)"})
     router_temperature: float = dataclasses.field(default=1.0, metadata={"help": "router softmax temperature"})
+    image_activation: Literal["none", "gelu"] = dataclasses.field(
+        default="none", metadata={"help": "nonlinearity between the image projector's two linear layers"}
+    )
     shared_head: bool = dataclasses.field(default=True, metadata={"help": "shared linear head on both towers"})
     learn_temperature: bool = dataclasses.field(default=True, metadata={"help": "learn the InfoNCE temperature"})
     init_temperature: float = dataclasses.field(default=0.07, metadata={"help": "initial InfoNCE temperature"})

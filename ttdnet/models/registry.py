@@ -21,6 +21,7 @@ from ttdnet.models.eegproject import EEGProjectEncoder
 from ttdnet.models.inceptsad import EncoderOutput, InceptSADEncoder
 from ttdnet.models.nice import NICEEncoder
 from ttdnet.models.presets import encoder_preset
+from ttdnet.models.spatiotemporal import SpatioTemporalEncoder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +76,10 @@ ENCODERS: dict[str, RegisteredEncoder] = {
     "nice": RegisteredEncoder(
         NICEEncoder, "NICE temporal-spatial convolution (TSConv) + residual projection",
         {"n_filters": 40, "embed_dim": 768}, {"n_filters": 4, "embed_dim": 16},
+    ),
+    "spatiotemporal": RegisteredEncoder(
+        SpatioTemporalEncoder, "bilinear spatial-then-temporal filters -> dropout -> linear (linear in the EEG)",
+        {"n_temporal": 16, "embed_dim": 512, "drop_prob": 0.1}, {"n_spatial": 4, "n_temporal": 4, "embed_dim": 16},
     ),
     "inceptsad": RegisteredEncoder(
         InceptSADEncoder, "Stage A InceptSAD encoder (pooled tokens); can start from a Stage A save_pretrained folder",
