@@ -103,7 +103,11 @@ class RetrievalConfig:
     )
     # Model.
     encoder: str = dataclasses.field(
-        default="eegproject", metadata={"help": "EEG encoder from the registry: eegproject, nice, inceptsad"}
+        default="eegproject",
+        metadata={
+            "help": "EEG encoder from the registry (ttdnet.models.registry): eegproject, spatiotemporal, nice, "
+            "inceptsad, braindecode-eegnet/-atcnet/-eegconformer/-eegpt"
+        },
     )
     encoder_size: Literal["default", "tiny"] = dataclasses.field(
         default="default", metadata={"help": "the registry's default or tiny (tests) architecture"}
