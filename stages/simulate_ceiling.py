@@ -83,12 +83,6 @@ def parameters_of(config: CeilingDataConfig) -> LinearGaussianParameters:
     return LinearGaussianParameters(**{name: getattr(config, name) for name in names})
 
 
-def _eeg_file(data: np.ndarray, ch_names: list[str]) -> dict:
-    from ttdnet.simulate.epochs import TIMES
-
-    return {"preprocessed_eeg_data": data, "ch_names": list(ch_names), "times": TIMES.copy()}
-
-
 def write_ceiling_dataset(config: CeilingDataConfig) -> dict:
     """Write the dataset and return the content of ``ceiling.json``.
 
@@ -107,6 +101,7 @@ def write_ceiling_dataset(config: CeilingDataConfig) -> dict:
     from ttdnet.simulate.linear_gaussian import LinearGaussianModel, ceiling_scores
     from ttdnet.simulate.names import concept_names, stable_seed
     from ttdnet.simulate.staging import GENERATOR, staged_directory
+    from ttdnet.simulate.writer import official_eeg_file
     from ttdnet.stages.feature_file import write_feature_file
 
     _check(config)
@@ -165,7 +160,7 @@ def write_ceiling_dataset(config: CeilingDataConfig) -> dict:
                         )
                         bar.update()
                     path = staging / "preprocessed_data" / f"sub-{number:02d}" / f"preprocessed_eeg_{split}.npy"
-                    atomic_np_save(path, _eeg_file(data, channels), allow_pickle=True)
+                    atomic_np_save(path, official_eeg_file(data, channels), allow_pickle=True)
                     if split == "test":
                         queries = data.mean(axis=1)
                     del data

@@ -142,7 +142,8 @@ def _render_partition(
     return features
 
 
-def _eeg_file(data: np.ndarray, ch_names: list[str]) -> dict[str, Any]:
+def official_eeg_file(data: np.ndarray, ch_names: list[str]) -> dict[str, Any]:
+    """The dict of a preprocessed EEG file: data, channel names and the official time axis."""
     return {"preprocessed_eeg_data": data, "ch_names": list(ch_names), "times": epochs.TIMES.copy()}
 
 
@@ -196,7 +197,7 @@ def _write_subject(
             on_chunk=progress.update,
         )
         path = root / "preprocessed_data" / f"sub-{number:02d}" / f"preprocessed_eeg_{partition}.npy"
-        atomic_np_save(path, _eeg_file(data, channel_names), allow_pickle=True)
+        atomic_np_save(path, official_eeg_file(data, channel_names), allow_pickle=True)
         del data
     return subject
 
