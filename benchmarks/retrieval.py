@@ -6,7 +6,10 @@ Steps (the dataset is reused when it exists with the same options):
    training images, 4 repetitions; 200 test images, 80 repetitions), ``--n_subjects`` subjects, its image
    features and the Bayes-optimal 200-way top-1/top-5 (the **ceiling**);
 2. the ridge (EEG → features, cosine) and Gaussian-encoding (features → EEG, Mahalanobis) baselines of
-   :mod:`ttdnet.stages.retrieval_baselines`, hyper-parameters chosen on held-out training concepts;
+   :mod:`ttdnet.stages.retrieval_baselines`, hyper-parameters chosen on held-out training concepts, and a
+   **reference** row: the same Gaussian-encoding fit given the true latents (``latents.npz``) instead of the
+   features. No method sees the latents; the row measures what estimating the EEG side from these training
+   trials alone costs, so the gap between it and the ceiling is out of reach of any model;
 3. ``ttdnet train-retrieval --config configs/retrieval.yaml`` for each encoder (intra protocol), with any
    extra flags given after ``--``;
 4. one table, per subject: ceiling, baselines and encoders as top-1/top-5 and as a fraction of the ceiling
@@ -20,12 +23,15 @@ Example (about 1.1 GB per subject; delete ``--work_dir`` afterwards)::
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,16 +71,23 @@ def baselines(data: Path, subject: str, cache: Path) -> list[dict]:
     started = time.perf_counter()
     arrays = protocol_arrays(data, data / FEATURE_FILE, subject, cache_dir=cache)
     load_seconds = time.perf_counter() - started
+    truth = np.load(data / "latents.npz")
+    given_latents = dataclasses.replace(
+        arrays, train_features=truth["training_latents"], test_features=truth["test_latents"]
+    )
+    fits = (
+        ("baseline: ridge", ridge_baseline, arrays),
+        ("baseline: gaussian-encoding", encoding_baseline, arrays),
+        ("reference: gaussian-encoding given the true latents", encoding_baseline, given_latents),
+    )
     rows = []
-    for fit in (ridge_baseline, encoding_baseline):
-        result = fit(arrays)
+    for label, fit, inputs in fits:
+        result = fit(inputs)
         rows.append(
-            {"method": f"baseline: {result.name}", "top1": result.test["top1"], "top5": result.test["top5"],
+            {"method": label, "top1": result.test["top1"], "top5": result.test["top5"],
              "seconds": result.seconds + load_seconds, "selected": result.selected}
         )  # fmt: skip
-        print(
-            f"{subject} {result.name}: {result.test} selected {result.selected} ({result.seconds:.0f} s)", flush=True
-        )
+        print(f"{subject} {label}: {result.test} selected {result.selected} ({result.seconds:.0f} s)", flush=True)
     return rows
 
 
@@ -129,11 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n_subjects", type=int, default=1, help="subjects simulated and evaluated (default 1)")
     parser.add_argument(
         "--encoders",
-        nargs="+",
+        nargs="*",
         default=encoder_names(),
-        help=f"registry encoders to train (default all: {encoder_names()})",
+        help=f"registry encoders to train; none after the flag trains none (default all: {encoder_names()})",
     )
-    parser.add_argument("--no_baselines", action="store_true", help="skip the ridge and Gaussian-encoding baselines")
+    parser.add_argument(
+        "--no_baselines",
+        action="store_true",
+        help="skip the ridge and Gaussian-encoding baselines and the true-latent reference",
+    )
     parser.add_argument(
         "--simulate_args", default="", help="extra `ttdnet simulate-ceiling` flags (difficulty knobs), one string"
     )
