@@ -98,7 +98,7 @@ def encoder_rows(data: Path, work: Path, encoder: str, extra: list[str]) -> list
     command = [
         *TTDNET, "train-retrieval", "--config", str(REPO / "configs" / "retrieval.yaml"), "--dataset_root", str(data),
         "--features", str(data / FEATURE_FILE), "--encoder", encoder, "--output_dir", str(run_dir),
-        "--cache_dir", str(work / "cache"), "--report_to", "none", "--overwrite", *extra,
+        "--eeg_cache_dir", str(work / "cache"), "--report_to", "none", "--overwrite", *extra,
     ]  # fmt: skip
     seconds = step(command, f"train-retrieval {encoder}", work / f"train-{encoder}.log")
     results = json.loads((run_dir / "results.json").read_text())

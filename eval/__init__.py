@@ -5,11 +5,15 @@ Modules (importing this package is cheap; each module imports torch and friends 
 * :mod:`~ttdnet.eval.pairing`: pair reconstructions with ground truth by name or manifest, with checks.
 * :mod:`~ttdnet.eval.images`: loading to float32 [0, 1] and the per-metric :class:`~ttdnet.eval.images.ResizeSpec`.
 * :mod:`~ttdnet.eval.pixels`: PixCorr, MSE, PCC and SSIM (skimage-exact) for aligned pairs and all pairs.
-* :mod:`~ttdnet.eval.backbones`: the feature networks, weight-file resolution and the offline error.
-* :mod:`~ttdnet.eval.identification`: 2-way, pairwise identification, exact and Monte-Carlo n-way.
-* :mod:`~ttdnet.eval.retrieval`: top-k and k-way top-t from a similarity matrix (exact and seeded MC).
+* :mod:`~ttdnet.eval.weights`: weight-file resolution, downloads, hash checks and the offline error.
+* :mod:`~ttdnet.eval.feature_backbone`: the :class:`~ttdnet.eval.feature_backbone.Backbone` interface the suite uses.
+* :mod:`~ttdnet.eval.backbones`: the builders of the feature networks.
+* :mod:`~ttdnet.eval.identification`: 2-way, pairwise identification and n-way, on the ranking rule of
+  :mod:`ttdnet.ranking` (one definition of rank, top-k, exact and Monte-Carlo k-way for the suite and retrieval).
+* :mod:`~ttdnet.eval.retrieval`: the retrieval score catalogue (which top-k / k-way keys a gallery gets).
 * :mod:`~ttdnet.eval.fid`: FID and KID from feature matrices.
 * :mod:`~ttdnet.eval.metrics`: the metric catalogue (groups, keys, directions, definitions).
-* :mod:`~ttdnet.eval.suite`: runs the selected metrics; :mod:`~ttdnet.eval.report` writes the outputs.
+* :mod:`~ttdnet.eval.suite`: runs the selected metrics, with :mod:`~ttdnet.eval.scoring` (one sample set) and
+  :mod:`~ttdnet.eval.metric_entries` (aggregation); :mod:`~ttdnet.eval.report` writes the outputs.
 * :mod:`~ttdnet.eval.api`: :func:`~ttdnet.eval.api.evaluate`; :mod:`~ttdnet.eval.command`: ``ttdnet evaluate``.
 """

@@ -12,7 +12,9 @@ from . import backbones as bb
 from .metrics import GROUPS, select_groups
 from .pairing import pair_images
 from .report import build_metrics_document, write_outputs
-from .suite import SuiteSettings, run_suite
+from .scoring import SuiteSettings
+from .suite import run_suite
+from .weights import resolve_weights
 
 
 def needed_backbones(groups: list[str]) -> list[str]:
@@ -46,7 +48,7 @@ def load_backbones(
     }
     resolved = {}
     if not random_weights:
-        resolved = bb.resolve_weights(
+        resolved = resolve_weights(
             names,
             config.weights_dir,
             overrides,

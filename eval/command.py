@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 from typing import Literal
 
-from ttdnet.cli import Command
+from ttdnet.command import Command
 
 
 @dataclasses.dataclass
@@ -79,7 +79,8 @@ class EvaluateConfig:
         metadata={"help": "download missing weights into torch's hub cache (never when HF_HUB_OFFLINE=1)"},
     )
     cache_dir: str | None = dataclasses.field(
-        default=None, metadata={"help": "Hugging Face cache folder for the CLIP model"}
+        default=None,
+        metadata={"help": "model-download cache (Hugging Face hub) of the CLIP model; default: the hub's"},
     )
     alexnet_weights: str | None = dataclasses.field(
         default=None, metadata={"help": "alexnet-owt-7be5be79.pth (AlexNet(2)/(5), LPIPS trunk)"}

@@ -1,4 +1,4 @@
-"""FID and KID from feature matrices (``metrics.md`` §2.3), in float64.
+"""FID and KID from feature matrices, in float64 (definitions in ``docs/evaluation.md``).
 
 The features come from the FID Inception-v3 pool3 layer (2048-d, see :mod:`ttdnet.eval.backbones`); these
 functions take any ``(N, D)`` features so that they can be checked on synthetic Gaussians.
@@ -90,7 +90,7 @@ def kid_from_features(
     -------
     mean : float
     std : float
-        Over subsets, ``ddof=0`` (as torchmetrics).
+        Over subsets, ``ddof=0`` (as torch-fidelity).
     values : numpy.ndarray
         float64 ``(subsets,)``.
     """

@@ -1,8 +1,8 @@
 """The metric catalogue: selectable groups, the keys each writes, directions, definitions and chance levels.
 
-Names and keys follow ``metrics.md``. A *group* is what ``--metrics`` selects; it writes one or more
-*keys* into ``metrics.json`` (for example ``mse`` writes the raw ``mse``, the identification accuracy
-``pairid_mse`` and the baseline ``mse_shuffled``).
+Names, keys and definitions are those of ``docs/evaluation.md``. A *group* is what ``--metrics`` selects; it
+writes one or more *keys* into ``metrics.json`` (for example ``mse`` writes the raw ``mse``, the identification
+accuracy ``pairid_mse`` and the baseline ``mse_shuffled``).
 """
 
 import dataclasses

@@ -153,7 +153,8 @@ def ground_truth_from_things(root: str | os.PathLike) -> tuple[dict[str, Path], 
     image_dir : pathlib.Path
         The image-set folder.
     """
-    from ttdnet.data.things_eeg2 import locate_image_set, read_image_metadata
+    from ttdnet.data.image_metadata import read_image_metadata
+    from ttdnet.data.things_eeg2 import locate_image_set
 
     image_dir = Path(locate_image_set(root))
     metadata = read_image_metadata(image_dir)

@@ -3,7 +3,7 @@
 SSIM follows :func:`skimage.metrics.structural_similarity` exactly: the local statistics are filtered
 with the window, the SSIM map is cropped by ``(win_size − 1) // 2`` on each side (so the border mode
 never matters: a "valid" convolution gives the same interior), and the crop is averaged over pixels and
-channels. Two configurations are used (``metrics.md`` §1, §2.1):
+channels. Two configurations are used (defined in ``docs/evaluation.md``):
 
 * ``SSIM_MINDEYE``: 11×11 Gaussian window (σ = 1.5, truncate 3.5), population covariance, on grayscale;
 * ``SSIM_DEFAULT``: 7×7 uniform window with sample covariance, on RGB (skimage defaults).

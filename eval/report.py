@@ -8,15 +8,14 @@ import base64
 import html
 import io
 import os
-import platform
-import sys
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from ttdnet import __version__
 from ttdnet.io import atomic_write_json, atomic_write_text
+from ttdnet.versions import package_versions as installed_versions
+from ttdnet.versions import runtime_versions
 
 from .images import read_image
 from .pairing import PairedSet
@@ -29,7 +28,6 @@ PACKAGES = (
     "numpy",
     "scipy",
     "scikit-image",
-    "torchmetrics",
     "torch-fidelity",
     "lpips",
     "open_clip_torch",
@@ -51,13 +49,7 @@ SECTIONS = (
 
 def package_versions() -> dict[str, str]:
     """Installed versions of the libraries that change the numbers."""
-    versions = {"ttdnet": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    return {"ttdnet": __version__, **runtime_versions(), **installed_versions(PACKAGES)}
 
 
 def build_metrics_document(result: SuiteResult, pairs: PairedSet, config: dict) -> dict:
@@ -66,7 +58,7 @@ def build_metrics_document(result: SuiteResult, pairs: PairedSet, config: dict) 
     Returns
     -------
     dict
-        ``metrics`` (key to entry, ``metrics.md`` §5), ``per_trial`` (trial ids and per-trial scores,
+        ``metrics`` (key to entry, as listed in ``docs/evaluation.md``), ``per_trial`` (trial ids and per-trial scores,
         mean over samples and sample 0), ``pairing``, ``backbones``, ``settings``, ``versions``, ``seed``
         and ``config``.
     """

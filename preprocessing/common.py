@@ -2,18 +2,17 @@
 provenance (package versions, file checksums, peak memory)."""
 
 import functools
-import hashlib
-import os
-import platform
 import re
 import resource
 import sys
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 
 from ttdnet.data.channels import NICE_63_CHANNELS, POSTERIOR_17_CHANNELS, RAW_63_CHANNELS, with_case_hints
 from ttdnet.errors import TtdnetError
+from ttdnet.hashing import sha256_file
+from ttdnet.versions import package_versions as installed_versions
+from ttdnet.versions import runtime_versions
 
 
 CHANNEL_SETS: dict[str, tuple[str, ...]] = {
@@ -122,22 +121,7 @@ def standardise_channel_name(name: str) -> str | None:
 
 def package_versions() -> dict[str, str | None]:
     """Installed versions of the packages that shape the output, plus Python and the platform."""
-    versions: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for package in PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file, read in 4 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    return {**runtime_versions(), **installed_versions(PACKAGES, missing=None)}
 
 
 def describe_file(path: Path, root: Path, checksum: bool) -> dict:

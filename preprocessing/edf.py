@@ -1,16 +1,19 @@
 """Unlabelled EEG recordings (EDF/BDF/BrainVision) to windows for self-supervised pretraining.
 
 Per recording: read with MNE, standardise channel names, pick the target channels by name (missing ones
-reported), high-/low-pass (MNE FIR, zero phase) at the original rate, resample, normalise, cut fixed windows,
-baseline each window. Windows go to :class:`ttdnet.data.eeg_windows.EEGWindowWriter` shards.
+reported), high-/low-pass (MNE FIR, zero phase) at the original rate, resample, cut fixed windows with
+:class:`mne.Epochs` (``reject_by_annotation=True``: windows overlapping a ``BAD...`` annotation are dropped),
+normalise, baseline each window. Windows go to :class:`ttdnet.data.eeg_windows.EEGWindowWriter` shards.
 
 **Normalisation (default ``whiten``).** The THINGS-EEG2 data the encoder later sees is MVNN-whitened: its noise
 covariance across channels is the identity, so each channel has about unit variance and channels are
 decorrelated. An unlabelled recording has no conditions to separate signal from noise, so all of it is treated
-as noise: its channel covariance (observations = samples of the filtered, resampled recording) is estimated with
-the same Ledoit-Wolf recipe as MVNN (standardise, ``ledoit_wolf``, rescale) and every sample is multiplied by
-``Sigma^(-1/2)``. This is MVNN's ``epochs`` mode with the whole recording as one epoch. ``zscore`` (per-channel
-standardisation) matches the unit variance but not the decorrelation.
+as noise: its channel covariance (observations = samples of the filtered, resampled recording outside ``BAD...``
+annotations, ``Raw.get_data(reject_by_annotation="omit")``) is estimated with the same Ledoit-Wolf recipe as MVNN
+(standardise, ``ledoit_wolf``, rescale) and every sample is multiplied by ``Sigma^(-1/2)``. This is MVNN's
+``epochs`` mode with the recording's good samples as one epoch; rejected segments never shape the whitening.
+``zscore`` (per-channel standardisation, mean and standard deviation from the same good samples) matches the unit
+variance but not the decorrelation.
 """
 
 import time
@@ -59,9 +62,10 @@ def normalisation_record(config) -> dict[str, Any]:
     descriptions = {
         "whiten": "per recording, x(t) -> Sigma^(-1/2) x(t), Sigma = Ledoit-Wolf shrinkage covariance of the "
         "standardised channels rescaled back (the MVNN recipe, observations = all samples of the filtered, resampled "
-        "recording); output is dimensionless with ~unit variance per channel and decorrelated channels, like "
-        "THINGS-EEG2 MVNN data",
-        "zscore": "per recording and channel, (x - mean) / std over all samples; dimensionless, unit variance",
+        "recording outside BAD annotations); output is dimensionless with ~unit variance per channel and "
+        "decorrelated channels, like THINGS-EEG2 MVNN data",
+        "zscore": "per recording and channel, (x - mean) / std over all samples outside BAD annotations; "
+        "dimensionless, unit variance",
         "none": "no normalisation; volts",
     }
     return {
@@ -178,18 +182,13 @@ def process_recording(path: Path, ch_names: tuple[str, ...], config) -> tuple[np
         raw.interpolate_bads(reset_bads=True, verbose="error")
     raw.pick(list(ch_names))
     raw.reorder_channels(list(ch_names))
-    data = raw.get_data()  # (n_chans, n_samples) volts
-    data = normalise(data, config.normalisation)
     n_times = int(round(config.window_seconds * config.sfreq))
     stride = int(round((config.stride_seconds or config.window_seconds) * config.sfreq))
-    bad = _bad_sample_mask(raw)
-    starts = np.arange(0, data.shape[1] - n_times + 1, stride)
-    if bad is not None:
-        cumulative = np.concatenate([[0], np.cumsum(bad)])
-        starts = starts[(cumulative[starts + n_times] - cumulative[starts]) == 0]
-    if starts.size == 0:
+    windows = cut_windows(raw, n_times, stride)  # (n_windows, n_chans, n_times) volts
+    if windows.shape[0] == 0:
         raise SkipRecording(f"shorter than one {config.window_seconds:g} s window after rejecting bad segments")
-    windows = np.stack([data[:, s : s + n_times] for s in starts]).astype(np.float64)
+    good = raw.get_data(reject_by_annotation="omit", verbose="error")  # (n_chans, n_good_samples) volts
+    windows = normalise(windows, good, config.normalisation)
     if config.baseline_seconds is not None:
         n_base = min(n_times, int(round(config.baseline_seconds * config.sfreq)) + 1)
         windows -= windows[:, :, :n_base].mean(axis=2, keepdims=True)
@@ -198,7 +197,7 @@ def process_recording(path: Path, ch_names: tuple[str, ...], config) -> tuple[np
         "n_samples_original": int(n_samples_original),
         "missing_channels": missing,
         "interpolated": bool(missing),
-        "n_windows": int(starts.size),
+        "n_windows": int(windows.shape[0]),
     }
     return windows.astype(np.float32), record
 
@@ -233,47 +232,77 @@ def check_edf_size(path: Path) -> None:
         )
 
 
-def _bad_sample_mask(raw) -> np.ndarray | None:
-    """Samples covered by annotations named BAD... or EDGE... (MNE's reject-by-annotation convention)."""
-    annotations = raw.annotations
-    if len(annotations) == 0:
-        return None
-    mask = np.zeros(raw.n_times, dtype=np.int64)
-    for annotation in annotations:
-        if annotation["description"].lower().startswith(("bad", "edge")):
-            start = raw.time_as_index(annotation["onset"] - raw.first_time, use_rounding=True)[0]
-            stop = start + int(round(annotation["duration"] * raw.info["sfreq"]))
-            mask[max(0, start) : max(0, min(raw.n_times, stop + 1))] = 1
-    return mask if mask.any() else None
+def cut_windows(raw, n_times: int, stride: int) -> np.ndarray:
+    """Fixed-length windows of a loaded recording, cut by MNE's epoching with rejection by annotation.
 
-
-def normalise(data: np.ndarray, method: str) -> np.ndarray:
-    """Normalise one recording.
+    A window starts every ``stride`` samples from the first; windows overlapping an annotation whose description
+    begins with ``BAD`` (case-insensitive) are dropped, as :class:`mne.Epochs` does with
+    ``reject_by_annotation=True``.
 
     Parameters
     ----------
-    data : numpy.ndarray, shape (n_chans, n_samples)
+    raw : mne.io.BaseRaw
+        Preloaded, only the output channels, in order.
+    n_times, stride : int
+        Window length and step between window starts, in samples.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n_windows, n_chans, n_times)
+        Volts; ``n_windows`` may be 0.
+    """
+    import mne
+
+    starts = np.arange(0, raw.n_times - n_times + 1, stride)
+    empty = np.empty((0, len(raw.ch_names), n_times))
+    if starts.size == 0:
+        return empty
+    events = np.column_stack([starts + raw.first_samp, np.zeros_like(starts), np.ones_like(starts)])
+    epochs = mne.Epochs(
+        raw,
+        events,
+        event_id=None,
+        tmin=0.0,
+        tmax=(n_times - 1) / raw.info["sfreq"],
+        baseline=None,
+        proj=False,
+        reject_by_annotation=True,
+        preload=True,
+        verbose="error",
+    )
+    return epochs.get_data(copy=False) if len(epochs) else empty
+
+
+def normalise(windows: np.ndarray, fit_samples: np.ndarray, method: str) -> np.ndarray:
+    """Normalise one recording's windows with statistics estimated on its good samples.
+
+    Parameters
+    ----------
+    windows : numpy.ndarray, shape (n_windows, n_chans, n_times)
+    fit_samples : numpy.ndarray, shape (n_chans, n_samples)
+        The samples the mean, standard deviation or covariance is estimated on (the recording outside ``BAD``
+        annotations).
     method : {"whiten", "zscore", "none"}
 
     Returns
     -------
-    numpy.ndarray of float64, shape (n_chans, n_samples)
+    numpy.ndarray of float64, shape (n_windows, n_chans, n_times)
     """
     if method == "none":
-        return data
+        return windows
+    mean = fit_samples.mean(axis=1, keepdims=True)  # (n_chans, 1)
     if method == "zscore":
-        std = data.std(axis=1, keepdims=True)
+        std = fit_samples.std(axis=1, keepdims=True)
         if (std == 0).any():
             raise BadRecording("a channel is flat (zero variance); cannot z-score it")
-        return (data - data.mean(axis=1, keepdims=True)) / std
+        return (windows - mean) / std
     if method == "whiten":
-        centred = data - data.mean(axis=1, keepdims=True)
-        sigma = mvnn.shrinkage_covariances(centred.T[np.newaxis])[0]
+        sigma = mvnn.shrinkage_covariances((fit_samples - mean).T[np.newaxis])[0]
         try:
             whitener = whitening_matrix(sigma)
         except ValueError as error:
             raise BadRecording(f"channel covariance is singular ({error})") from error
-        return whitener @ centred
+        return whitener @ (windows - mean)
     raise ValueError(f"unknown normalisation {method!r}")
 
 

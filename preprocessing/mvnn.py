@@ -16,14 +16,18 @@ Two implementations give the same numbers:
 * ``backend="batched"`` (default) evaluates the same formulas for a whole block of covariances at once with
   numpy (the Ledoit-Wolf shrinkage formula of ``sklearn.covariance.ledoit_wolf_shrinkage``); the tests check it
   against the ``sklearn`` backend to ~1e-12.
+
+:func:`fit_whitener` fits one session's whitening on the partitions ``--mvnn_fit`` names and
+:func:`describe_mvnn` states the recipe in words for the provenance record.
 """
 
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from ttdnet.covariance import shrinkage_covariance
+from ttdnet.covariance import shrinkage_covariance, whitening_matrix
 
 
 MvnnDim = Literal["time", "epochs"]
@@ -143,3 +147,57 @@ def whiten(epochs: np.ndarray, whitener: np.ndarray, block: int = 1024) -> np.nd
         chunk = np.asarray(epochs[start : start + block], dtype=np.float64)
         out[start : start + block] = np.swapaxes(np.swapaxes(chunk, -1, -2) @ whitener, -1, -2)
     return out
+
+
+def fit_whitener(test: np.ndarray, training: np.ndarray, config) -> tuple[np.ndarray | None, dict]:
+    """The session's whitening matrix and a provenance record.
+
+    Parameters
+    ----------
+    test, training : numpy.ndarray, shape (n_conditions, max_rep, n_chans, n_times)
+    config : PreprocessThingsEEG2Config
+        Uses ``mvnn_dim``, ``mvnn_fit`` and ``mvnn_backend``.
+
+    Returns
+    -------
+    whitener : numpy.ndarray of shape (n_chans, n_chans), or None when ``mvnn_dim`` is "none"
+    record : dict
+    """
+    if config.mvnn_dim == "none":
+        return None, {"applied": False}
+    parts = {"training": training} if config.mvnn_fit == "train" else {"test": test, "training": training}
+    sigmas = {}
+    for name, data in parts.items():
+        with tqdm(total=data.shape[0], desc=f"MVNN covariance ({name})", unit="cond", leave=False) as bar:
+            sigmas[name] = condition_covariance(data, config.mvnn_dim, config.mvnn_backend, progress=bar.update)
+    sigma = combine_partitions(list(sigmas.values()))
+    whitener = whitening_matrix(sigma)
+    eigenvalues = np.linalg.eigvalsh(sigma)
+    return whitener, {
+        "applied": True,
+        "fit_partitions": list(parts),
+        "covariance_condition_number": float(eigenvalues[-1] / eigenvalues[0]),
+        "covariance_trace": float(np.trace(sigma)),
+    }
+
+
+def describe_mvnn(config) -> str:
+    """The MVNN recipe of ``config`` (a ``PreprocessThingsEEG2Config``) in words, for ``provenance.json``."""
+    if config.mvnn_dim == "none":
+        return "no whitening"
+    per_condition = (
+        "mean over time points of the covariance across repetitions"
+        if config.mvnn_dim == "time"
+        else "mean over repetitions of the covariance across time points"
+    )
+    fit = (
+        "the training partition only"
+        if config.mvnn_fit == "train"
+        else "the equal-weight mean of the test and training partitions (official release)"
+    )
+    return (
+        f"per session, Sigma = mean over image conditions of the {per_condition}, each a Ledoit-Wolf shrinkage "
+        f"covariance of standardised channels rescaled back (StandardScaler + sklearn.covariance.ledoit_wolf); "
+        f"fitted on {fit}; every epoch of both partitions whitened by Sigma^(-1/2) "
+        "(scipy.linalg.fractional_matrix_power)"
+    )

@@ -4,7 +4,7 @@ import argparse
 import dataclasses
 from typing import Literal
 
-from ttdnet.cli import Command
+from ttdnet.command import Command
 from ttdnet.data.channels import OFFICIAL_SHUFFLE_SEED
 from ttdnet.preprocessing.common import CHANNELS_HELP
 

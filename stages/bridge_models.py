@@ -12,7 +12,6 @@
 
 import logging
 import os
-import shutil
 import types
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from ttdnet.errors import ConfigError, TtdnetError
+from ttdnet.io import atomic_directory
 from ttdnet.stages.training_loop import freeze
 
 
@@ -268,21 +268,15 @@ def save_bridge(model: BridgeModel, config, path: Path, extra_files: dict[str, s
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
-    temporary = path.with_name(f".{path.name}.tmp")
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    temporary.mkdir(parents=True)
-    if config.unet_training == "lora":
-        layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(model.unet))
-        StableDiffusionXLPipeline.save_lora_weights(temporary, unet_lora_layers=layers, safe_serialization=True)
-    elif config.unet_training == "full":
-        model.unet.save_pretrained(temporary / "unet")
-    model.conditioner.save_pretrained(temporary / "conditioner")
-    for name, text in extra_files.items():
-        (temporary / name).write_text(text, encoding="utf-8")
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(temporary, path)
+    with atomic_directory(path) as temporary:
+        if config.unet_training == "lora":
+            layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(model.unet))
+            StableDiffusionXLPipeline.save_lora_weights(temporary, unet_lora_layers=layers, safe_serialization=True)
+        elif config.unet_training == "full":
+            model.unet.save_pretrained(temporary / "unet")
+        model.conditioner.save_pretrained(temporary / "conditioner")
+        for name, text in extra_files.items():
+            (temporary / name).write_text(text, encoding="utf-8")
     return path
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ttdnet import __version__
 from ttdnet.errors import TtdnetError
-from ttdnet.io import atomic_write_json
+from ttdnet.io import atomic_write_json, replace_directory, staging_path
 
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -149,7 +149,7 @@ def save_checkpoint(accelerator, folder: str | os.PathLike, global_step: int, to
     """
     root = Path(folder)
     final = root / f"checkpoint-{global_step}"
-    temporary = root / f".checkpoint-{global_step}.tmp"
+    temporary = staging_path(final)  # one name that every process computes alike
     if accelerator.is_main_process and temporary.exists():
         shutil.rmtree(temporary)
     accelerator.wait_for_everyone()
@@ -166,9 +166,7 @@ def save_checkpoint(accelerator, folder: str | os.PathLike, global_step: int, to
                 "ttdnet_version": __version__,
             },
         )
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temporary, final)
+        replace_directory(temporary, final)
         if total_limit is not None:
             checkpoints = list_checkpoints(root)
             for _, stale in checkpoints[: max(0, len(checkpoints) - total_limit)]:

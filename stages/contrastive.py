@@ -170,3 +170,13 @@ def mmd_rbf(x: torch.Tensor, y: torch.Tensor, sigmas: tuple[float, ...] = MMD_SI
     kyy = (kernel(y, y) * off).sum() / (n * (n - 1))
     kxy = kernel(x, y).mean()
     return (kxx + kyy - 2 * kxy).clamp_min(0)
+
+
+def mmd_weight(epoch: int, mmd_epochs: int, start: float, end: float) -> float:
+    """Weight of the MMD term at 1-indexed ``epoch``: linear from ``start`` (epoch 1) to ``end`` (epoch
+    ``mmd_epochs``), 0 afterwards or when ``mmd_epochs`` is 0. The loss is ``w·MMD² + (1 − w)·InfoNCE``."""
+    if mmd_epochs <= 0 or epoch > mmd_epochs:
+        return 0.0
+    if mmd_epochs == 1:
+        return float(start)
+    return float(start + (end - start) * (epoch - 1) / (mmd_epochs - 1))

@@ -21,7 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ttdnet.cli import Command
+from ttdnet.command import Command
 from ttdnet.errors import ConfigError, TtdnetError
 
 
@@ -70,7 +70,7 @@ STEPS = (
         "pretrain",
         "pretrain",
         "pretrain.yaml",
-        ("--dataset_root", "{data}", "--output_dir", "{out}/stage_a", "--cache_dir", "{out}/cache/eeg"),
+        ("--dataset_root", "{data}", "--output_dir", "{out}/stage_a", "--eeg_cache_dir", "{out}/cache/eeg"),
         resume=LATEST,
     ),
     DemoStep("features", "features", "features.yaml", ("--image_dir", "{data}", "--output_file", FEATURES), resume=()),
@@ -87,7 +87,7 @@ STEPS = (
             "{out}/stage_a/encoder",
             "--output_dir",
             "{out}/retrieval",
-            "--cache_dir",
+            "--eeg_cache_dir",
             "{out}/cache/eeg",
         ),  # fmt: skip
         resume=LATEST,

@@ -23,13 +23,13 @@ import torch
 from torch import nn
 
 from ttdnet.errors import TtdnetError
+from ttdnet.image_constants import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 from ttdnet.stages.image_backbones import Backbone, file_identity
+from ttdnet.state_dicts import read_tensor_file
 
 
 IMAGE_SIZE = 224
 HEAD_DIM = 64  # every DreamSim tower is a ViT-B: 768 wide, 12 heads of 64
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 RELEASES = "https://github.com/ssundaram21/dreamsim/releases/download"
 FAIR = "https://dl.fbaipublicfiles.com"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -129,12 +129,7 @@ def missing_files(variant: Variant, root: Path) -> list[str]:
 def tower_state(name: str, path: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """The DINO-layout state dict of a tower's file and its projection matrix (``embedding`` towers)."""
     tower = TOWERS[name]
-    try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises UnpicklingError, RuntimeError or OSError for unusable files
-        raise TtdnetError(
-            f"{path}: cannot read the DreamSim {name} weights ({str(error).splitlines()[0]}); fetch the file again"
-        ) from error
+    stored = read_tensor_file(path, f"the DreamSim {name} weights")
     if tower.container_key is not None:
         if not isinstance(stored, dict) or tower.container_key not in stored:
             raise TtdnetError(f"{path}: no {tower.container_key!r} entry; this is not DreamSim's {name} file")

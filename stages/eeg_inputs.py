@@ -135,7 +135,7 @@ def things_trials(root: Path, subject: str | None, average: bool, expected: Expe
 def things_file_trials(path: Path, average: bool, expected: Expected) -> EEGTrials:
     """One preprocessed file; ids and ground truth from the image set beside it, else by row."""
     from ttdnet.data import locate_image_set, read_image_metadata
-    from ttdnet.data.things_eeg2 import read_preprocessed_eeg
+    from ttdnet.data.preprocessed_eeg import read_preprocessed_eeg
 
     contents = read_preprocessed_eeg(path)
     data = _select(contents.data, contents.ch_names, contents.times, contents.sfreq, expected, str(path))

@@ -8,14 +8,18 @@ import argparse
 import dataclasses
 import json
 import logging
-from typing import Literal
+from typing import ClassVar, Literal
 
-from ttdnet.cli import Command
+from ttdnet.command import Command
 
 
 @dataclasses.dataclass
 class FeaturesConfig:
     """Options of ``ttdnet features``."""
+
+    RENAMED_OPTIONS: ClassVar[dict[str, str]] = {
+        "num_workers": "--num_workers is now --dataloader_num_workers, the name the training commands use",
+    }
 
     image_dir: str | None = dataclasses.field(
         default=None, metadata={"help": "THINGS-EEG2 root or its image_set folder (image_metadata.npy + images)"}
@@ -63,7 +67,9 @@ class FeaturesConfig:
     )
     device: str | None = dataclasses.field(default=None, metadata={"help": "cpu, cuda, cuda:1; default cuda if any"})
     batch_size: int = dataclasses.field(default=64, metadata={"help": "images per forward pass"})
-    num_workers: int = dataclasses.field(default=0, metadata={"help": "image-decoding worker processes"})
+    dataloader_num_workers: int = dataclasses.field(
+        default=0, metadata={"help": "DataLoader worker processes (image decoding)"}
+    )
     chunk_size: int = dataclasses.field(
         default=1024, metadata={"help": "images per resumable chunk (an interrupted run restarts at the last chunk)"}
     )
@@ -72,7 +78,9 @@ class FeaturesConfig:
         default=None, metadata={"help": "explicit feature file; default output_dir/<backbone>.safetensors"}
     )
     overwrite: bool = dataclasses.field(default=False, metadata={"help": "rebuild even when the settings match"})
-    cache_dir: str | None = dataclasses.field(default=None, metadata={"help": "hub cache folder for open_clip/HF"})
+    cache_dir: str | None = dataclasses.field(
+        default=None, metadata={"help": "model-download cache (open_clip / Hugging Face hub); default: the library's"}
+    )
 
 
 def run(config: FeaturesConfig, namespace: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from typing import ClassVar, Literal
 
-from ttdnet.cli import Command
+from ttdnet.command import Command
 
 
 @dataclasses.dataclass
@@ -55,7 +55,9 @@ class GenerateConfig:
     )
     revision: str | None = dataclasses.field(default=None, metadata={"help": "hub revision of the base"})
     variant: str | None = dataclasses.field(default=None, metadata={"help": "weight variant, e.g. fp16"})
-    cache_dir: str | None = dataclasses.field(default=None, metadata={"help": "hub download cache"})
+    cache_dir: str | None = dataclasses.field(
+        default=None, metadata={"help": "model-download cache (Hugging Face hub); default: the hub's"}
+    )
     # Sampling.
     scheduler: Literal["dpmpp_2m_karras", "euler", "ddim"] = dataclasses.field(
         default="dpmpp_2m_karras", metadata={"help": "sampler: DPM++ 2M with Karras sigmas, Euler, or DDIM"}

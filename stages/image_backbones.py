@@ -12,7 +12,6 @@
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -23,6 +22,8 @@ import torch
 from torch import nn
 
 from ttdnet.errors import TtdnetError
+from ttdnet.hashing import sha256_file
+from ttdnet.state_dicts import load_state_dict_file
 
 
 FAMILIES = "pixels, torchvision:<arch>, open_clip:<model>, transformers:<id-or-folder> or dreamsim:<variant>"
@@ -85,25 +86,8 @@ def file_identity(path: str | os.PathLike) -> dict:
     p = Path(path)
     if p.is_dir():
         return {"path": str(p.resolve()), "kind": "directory"}
-    digest = hashlib.sha256()
-    with open(p, "rb") as handle:
-        digest.update(handle.read(16 << 20))
-    return {"path": str(p.resolve()), "bytes": p.stat().st_size, "sha256_first_16MiB": digest.hexdigest()}
-
-
-def load_state_dict_file(path: str | os.PathLike) -> dict:
-    """Weights from a ``.safetensors`` file, or a torch file read with ``weights_only=True`` (never a full pickle)."""
-    if str(path).endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises UnpicklingError, RuntimeError or OSError for unusable files
-        raise TtdnetError(f"cannot read weights {path} as a tensor file: {str(error).splitlines()[0]}") from error
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    return state
+    digest = sha256_file(p, limit=16 << 20)
+    return {"path": str(p.resolve()), "bytes": p.stat().st_size, "sha256_first_16MiB": digest}
 
 
 def build_backbone(

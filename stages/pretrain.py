@@ -10,12 +10,16 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from ttdnet.cli import Command
-from ttdnet.stages.training_options import TRAINING_OPTION_RANGES
+from ttdnet.command import Command
+from ttdnet.stages.training_options import (
+    EEG_CACHE_HELP,
+    RENAMED_EEG_CACHE,
+    TRAINING_OPTION_GROUPS,
+    TRAINING_OPTION_RANGES,
+)
 
 
 @dataclasses.dataclass
@@ -38,6 +42,22 @@ class PretrainConfig:
         "adam_beta2": "[0, 1)",
         "validation_steps": "[1, inf)",
     }
+    OPTION_GROUPS: ClassVar[dict[str, str]] = {
+        **TRAINING_OPTION_GROUPS,
+        "edf_windows": "data",
+        **dict.fromkeys(
+            (
+                "embed_dim", "depth", "drop_prob", "mask_ratio", "mask_segment_seconds", "mask_scope", "decoder_dim",
+                "decoder_depth", "decoder_heads",
+            ),
+            "model",
+        ),
+        **dict.fromkeys(
+            ("max_train_steps", "gradient_accumulation_steps", "adam_beta1", "adam_beta2"), "optimisation"
+        ),
+        "validation_steps": "validation",
+    }  # fmt: skip
+    RENAMED_OPTIONS: ClassVar[dict[str, str]] = RENAMED_EEG_CACHE
 
     # Data.
     dataset_root: str | None = dataclasses.field(
@@ -58,7 +78,7 @@ class PretrainConfig:
         },
     )
     split_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the validation split"})
-    cache_dir: str | None = dataclasses.field(default=None, metadata={"help": "float32 cache root of the data layer"})
+    eeg_cache_dir: str | None = dataclasses.field(default=None, metadata={"help": EEG_CACHE_HELP})
     # Model.
     encoder_preset: Literal["things17", "things63", "tiny"] = dataclasses.field(
         default="things17", metadata={"help": "InceptSAD configuration (channels, rate, window, sizes)"}
@@ -88,9 +108,9 @@ class PretrainConfig:
         default="cosine", metadata={"help": "schedule after the linear warm-up"}
     )
     lr_warmup_steps: int = dataclasses.field(default=200, metadata={"help": "linear warm-up steps"})
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.95
-    adam_weight_decay: float = 0.05
+    adam_beta1: float = dataclasses.field(default=0.9, metadata={"help": "AdamW beta1"})
+    adam_beta2: float = dataclasses.field(default=0.95, metadata={"help": "AdamW beta2"})
+    adam_weight_decay: float = dataclasses.field(default=0.05, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = dataclasses.field(default=1.0, metadata={"help": "gradient clipping norm"})
     mixed_precision: Literal["no", "fp16", "bf16"] | None = dataclasses.field(
         default=None, metadata={"help": "default: the accelerate config's (or `accelerate launch --mixed_precision`)"}
@@ -116,7 +136,8 @@ class PretrainConfig:
         default=False, metadata={"help": "delete the contents of a previous run in output_dir and start again"}
     )
     report_to: str = dataclasses.field(
-        default="tensorboard", metadata={"help": "tensorboard, wandb (offline without an API key), all or none"}
+        default="tensorboard",
+        metadata={"help": "tensorboard, wandb (offline without your own W&B login or WANDB_MODE), all or none"},
     )
     logging_dir: str = dataclasses.field(default="logs", metadata={"help": "tracker folder inside output_dir"})
 
@@ -142,20 +163,15 @@ def build_model(config: PretrainConfig):
 
 def save_encoder(encoder, path: Path, weights: dict | None = None) -> None:
     """``save_pretrained`` (with ``weights`` if given) into a temporary folder, then rename onto ``path``."""
-    import shutil
+    from ttdnet.io import atomic_directory
 
-    temporary = path.with_name(f".{path.name}.tmp")
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    if weights is not None:
-        current = {key: value.detach().clone() for key, value in encoder.state_dict().items()}
-        encoder.load_state_dict(weights)
-    encoder.save_pretrained(temporary)
-    if weights is not None:
-        encoder.load_state_dict(current)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(temporary, path)
+    with atomic_directory(path) as temporary:
+        if weights is not None:
+            current = {key: value.detach().clone() for key, value in encoder.state_dict().items()}
+            encoder.load_state_dict(weights)
+        encoder.save_pretrained(temporary)
+        if weights is not None:
+            encoder.load_state_dict(current)
 
 
 def validation_loss(loop, seed: int) -> float:

@@ -45,7 +45,7 @@ def build_datasets(config, signal) -> tuple[ConcatDataset, ConcatDataset]:
             "average_repetitions": False,
             "val_fraction": config.val_fraction,
             "split_seed": config.split_seed,
-            "cache_dir": config.cache_dir,
+            "cache_dir": config.eeg_cache_dir,
         }
         train = ThingsEEG2Dataset(config.dataset_root, split="train", **common)
         signal.check_matches(train.ch_names, train.n_times, train.sfreq, f"THINGS-EEG2 data in {config.dataset_root}")

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from ttdnet.data import ThingsEEG2Dataset
 from ttdnet.errors import TtdnetError
-from ttdnet.eval.retrieval import retrieval_scores
+from ttdnet.eval.retrieval import retrieval_keys, retrieval_scores
 from ttdnet.stages.retrieval_model import RetrievalModel
 
 
@@ -119,9 +119,7 @@ def validation_galleries(dataset: ThingsEEG2Dataset) -> list[np.ndarray]:
 
 def validation_keys(gallery_size: int, ks: list[int], ts: list[int]) -> list[str]:
     """The score keys :func:`validation_scores` produces for galleries of at least ``gallery_size`` images."""
-    keys = [f"top{t}" for t in ts if t <= gallery_size]
-    keys += [f"top{t}_{k}way" for k in ks if k <= gallery_size for t in ts if t < k]
-    return keys
+    return retrieval_keys(gallery_size, ks, ts)
 
 
 def validation_scores(

@@ -5,6 +5,7 @@ The pieces: :mod:`.feature_file` (the file format), :mod:`.image_backbones` and 
 decides whether a cached file can be reused, extracts the features chunk by chunk and writes the file.
 """
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -20,8 +21,8 @@ from ttdnet.stages.layer_taps import LayerTaps, pixel_layers, pool_output
 
 
 # The feature-file names are re-exported: code that reads feature files may import them from here.
-__all__ = ["FeatureFile", "FeatureFileError", "ImageFolderList", "extract", "read_feature_file", "run_features",
-           "write_feature_file"]  # fmt: skip
+__all__ = ["ExtractionSettings", "FeatureFile", "FeatureFileError", "ImageFolderList", "extract",
+           "read_feature_file", "run_features", "write_feature_file"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -46,22 +47,57 @@ def image_list_digest(paths: list[str]) -> str:
     return hashlib.sha256("\n".join(paths).encode()).hexdigest()
 
 
+@dataclasses.dataclass(frozen=True)
+class ExtractionSettings:
+    """How :func:`extract` runs a backbone.
+
+    Attributes
+    ----------
+    layers : list of str
+        Module names to hook, ``"final"`` for the final embedding, ``rgbN`` for pixels.
+    pooling : {"mean", "grid"}
+        Token/spatial mean, or average-pool to ``grid_size x grid_size`` and flatten.
+    grid_size : int
+        Cells per side for ``pooling="grid"``.
+    normalize : bool
+        L2-normalise every stored vector.
+    batch_size : int
+        Images per forward pass.
+    num_workers : int
+        DataLoader worker processes (image decoding).
+    device : torch.device
+    dtype : torch.dtype
+        Dtype the backbone runs in.
+    chunk_size : int
+        Images per resumable chunk.
+    """
+
+    layers: list[str]
+    pooling: str
+    grid_size: int
+    normalize: bool
+    batch_size: int
+    num_workers: int
+    device: torch.device
+    dtype: torch.dtype
+    chunk_size: int
+
+
 def extract(
-    image_dir: Path,
-    paths: dict[str, list[str]],
-    backbone: Backbone,
-    layers: list[str],
-    pooling: str,
-    grid_size: int,
-    normalize: bool,
-    batch_size: int,
-    num_workers: int,
-    device: torch.device,
-    dtype: torch.dtype,
-    partial_dir: Path,
-    chunk_size: int,
+    image_dir: Path, paths: dict[str, list[str]], backbone: Backbone, settings: ExtractionSettings, partial_dir: Path
 ) -> tuple[dict[str, torch.Tensor], list[int]]:
     """Run the backbone over every image in chunks saved under ``partial_dir`` (kept chunks are skipped).
+
+    Parameters
+    ----------
+    image_dir : pathlib.Path
+        The image-set folder.
+    paths : dict of str to list of str
+        Image paths relative to ``image_dir``, per split (``"training"``, ``"test"``).
+    backbone : Backbone
+    settings : ExtractionSettings
+    partial_dir : pathlib.Path
+        Folder of the finished chunks (see :mod:`ttdnet.stages.chunked_cache`).
 
     Returns
     -------
@@ -73,10 +109,11 @@ def extract(
 
     from ttdnet.stages.chunked_cache import compute_in_chunks
 
+    layers, device, dtype = settings.layers, settings.device, settings.dtype
     taps = None
     if backbone.module is not None:
         backbone.module.to(device=device, dtype=dtype)
-        taps = LayerTaps(backbone.hook_root, layers, pooling, grid_size)
+        taps = LayerTaps(backbone.hook_root, layers, settings.pooling, settings.grid_size)
     collected: dict[str, list[torch.Tensor]] = {}
     try:
         for split in SPLITS:
@@ -85,7 +122,9 @@ def extract(
 
             def compute(start: int, stop: int, dataset=dataset, progress=progress) -> dict[str, torch.Tensor]:
                 subset = torch.utils.data.Subset(dataset, range(start, stop))
-                loader = torch.utils.data.DataLoader(subset, batch_size=batch_size, num_workers=num_workers)
+                loader = torch.utils.data.DataLoader(
+                    subset, batch_size=settings.batch_size, num_workers=settings.num_workers
+                )
                 per_layer: list[list[torch.Tensor]] = [[] for _ in layers]
                 with torch.no_grad():
                     for batch in loader:
@@ -96,20 +135,20 @@ def extract(
                             taps.outputs.clear()
                             final = backbone.final(batch)
                             vectors = [
-                                pool_output(final, pooling, grid_size, layer)
+                                pool_output(final, settings.pooling, settings.grid_size, layer)
                                 if layer == "final"
                                 else taps.outputs[layer]
                                 for layer in layers
                             ]
                         for i, vector in enumerate(vectors):
                             vector = vector.float().cpu()
-                            if normalize:
+                            if settings.normalize:
                                 vector = torch.nn.functional.normalize(vector, dim=-1)
                             per_layer[i].append(vector)
                         progress.update(batch.shape[0])
                 return {f"layer{i}": torch.cat(parts) for i, parts in enumerate(per_layer)}
 
-            stored = compute_in_chunks(partial_dir, split, len(dataset), chunk_size, compute, progress)
+            stored = compute_in_chunks(partial_dir, split, len(dataset), settings.chunk_size, compute, progress)
             progress.close()
             collected[split] = [stored[f"layer{i}"] for i in range(len(layers))]
     finally:
@@ -205,10 +244,18 @@ def run_features(config) -> dict:
         logger.info(f"resuming the extraction from {partial_dir}")
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.model_dtype]
-    features, layer_dims = extract(
-        image_dir, paths, backbone, layers, config.pooling, config.grid_size, config.normalize, config.batch_size,
-        config.num_workers, device, dtype, partial_dir, config.chunk_size,
-    )  # fmt: skip
+    extraction = ExtractionSettings(
+        layers=layers,
+        pooling=config.pooling,
+        grid_size=config.grid_size,
+        normalize=config.normalize,
+        batch_size=config.batch_size,
+        num_workers=config.dataloader_num_workers,
+        device=device,
+        dtype=dtype,
+        chunk_size=config.chunk_size,
+    )
+    features, layer_dims = extract(image_dir, paths, backbone, extraction, partial_dir)
     provenance = {"torch": torch.__version__, "torchvision": torchvision.__version__,
                   "open_clip": open_clip.__version__, "transformers": transformers.__version__,
                   "timm": timm.__version__, "peft": peft.__version__}  # fmt: skip

@@ -34,7 +34,8 @@ from ttdnet.io import atomic_write_json
 from ttdnet.models.fingerprint import state_fingerprint
 from ttdnet.stages.feature_file import FeatureFile
 from ttdnet.stages.retrieval_eval import evaluate_split, validation_scores
-from ttdnet.stages.retrieval_model import RetrievalModel, load_retrieval_model
+from ttdnet.stages.retrieval_model import RetrievalModel
+from ttdnet.stages.retrieval_persistence import load_retrieval_model
 from ttdnet.stages.retrieval_training import (
     Fold,
     _datasets,
@@ -51,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 START_MODEL_OPTIONS = (
     "encoder",
-    "encoder_size",
+    "encoder_preset",
     "encoder_pretrained",
     "proj_dim",
     "image_hidden_dim",

@@ -1,33 +1,26 @@
-"""The contrastive EEG-to-image retrieval model, its subject-aware layer router, the MMD schedule and augmentation.
+"""The contrastive EEG-to-image retrieval model and its subject-aware layer router.
 
-The losses themselves (InfoNCE, MMD on the global batch) are in :mod:`ttdnet.stages.contrastive`.
-
-After SUPA-EEG / SAMGA (``shared/specs/design-sources.md`` §2.3, §2.4), with the defects of §7.6 fixed:
+The losses and the MMD weight schedule are in :mod:`ttdnet.stages.contrastive`, the augmentation
+in :mod:`ttdnet.stages.retrieval_augment`, saving and loading in :mod:`ttdnet.stages.retrieval_persistence`.
+The design follows SUPA-EEG / SAMGA (``docs/retrieval.md``, "Model, loss, router"), with these differences:
 
 * **Router.** ``weights = softmax((g + m_s·b[subject]) masked / T)`` over the cached feature layers; ``g`` is a
   global prior, ``b`` a per-subject bias, ``m_s`` a per-sample Bernoulli keep of the bias (subject dropout).
-  Layer dropout **masks logits with −inf** (R1: SUPA-EEG multiplies them by 0, which raises a negative
-  logit's weight); a sample whose layers would all be dropped keeps all of them. In ``eval()`` mode, or
-  without subject ids, the weights are ``softmax(g / T)``: the global prior only, the same for every query,
-  so the test gallery never depends on the test subject.
-* **Temperature.** ``logit_scale`` is a parameter of the model, so it is in the optimizer (R3, R4); with
+  Layer dropout **masks logits with −inf** (SUPA-EEG multiplies them by 0, which raises a negative logit's
+  weight); a sample whose layers would all be dropped keeps all of them. In ``eval()`` mode, or without
+  subject ids, the weights are ``softmax(g / T)``: the global prior only, the same for every query, so the
+  test gallery never depends on the test subject.
+* **Temperature.** ``logit_scale`` is a parameter of the model, so the optimizer updates it; with
   ``learn_temperature=False`` it is a fixed buffer and that is recorded in the config.
 * **Feature standardisation.** Cached features are standardised per layer and dimension with statistics of
   the *training-split* images (stored as buffers with the weights), so backbones of any scale train alike.
-
-The model is saved as ``config.json`` + ``model.safetensors`` (:func:`save_retrieval_model`) and rebuilt with
-:func:`load_retrieval_model`; nothing is pickled.
 """
 
-import json
 import math
-import os
-from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ttdnet.errors import ConfigError, TtdnetError
@@ -121,7 +114,7 @@ class RetrievalModel(nn.Module):
     encoder : torch.nn.Module
         A registered EEG encoder (:mod:`ttdnet.models.registry`).
     encoder_name : str
-        Its registry key (stored in the config so :func:`load_retrieval_model` can rebuild it).
+        Its registry key (stored in the config so the model can be rebuilt from it, :func:`build_retrieval_model`).
     n_layers, feature_dim : int
         Shape of one image's cached features.
     n_subjects : int
@@ -287,91 +280,3 @@ def build_retrieval_model(config: dict, encoder: nn.Module | None = None) -> Ret
             )
         encoder = ENCODERS[name].cls.from_config(encoder_config)
     return RetrievalModel(encoder, name, **config)
-
-
-def save_retrieval_model(model: RetrievalModel, path: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Write ``path/config.json`` and ``path/model.safetensors`` into a temporary folder, then rename (atomic).
-
-    Parameters
-    ----------
-    model : RetrievalModel
-    path : path-like
-        Destination folder (replaced if it exists).
-    extra : dict, optional
-        JSON-ready provenance stored under ``"provenance"`` in ``config.json`` (feature file, settings, ...).
-    """
-    import shutil
-
-    from ttdnet.io import atomic_write_json
-
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    temporary.mkdir(parents=True)
-    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    save_file(state, str(temporary / "model.safetensors"))
-    atomic_write_json(temporary / "config.json", {"model": model.config, "provenance": extra or {}})
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(temporary, path)
-    return path
-
-
-def load_retrieval_model(path: str | os.PathLike) -> tuple[RetrievalModel, dict]:
-    """Load a model written by :func:`save_retrieval_model`; returns ``(model in eval mode, provenance)``."""
-    path = Path(path)
-    config_file, weights_file = path / "config.json", path / "model.safetensors"
-    if not config_file.is_file() or not weights_file.is_file():
-        raise TtdnetError(f"{path} is not a saved retrieval model (needs config.json and model.safetensors)")
-    stored = json.loads(config_file.read_text(encoding="utf-8"))
-    model = build_retrieval_model(stored["model"])
-    model.load_state_dict(load_file(str(weights_file)), strict=True)
-    return model.eval(), stored.get("provenance", {})
-
-
-# -------------------------------------------------------------------------------- loss schedule, augmentation
-
-
-def mmd_weight(epoch: int, mmd_epochs: int, start: float, end: float) -> float:
-    """Weight of the MMD term at 1-indexed ``epoch``: linear from ``start`` (epoch 1) to ``end`` (epoch
-    ``mmd_epochs``), 0 afterwards or when ``mmd_epochs`` is 0. The loss is ``w·MMD² + (1 − w)·InfoNCE``."""
-    if mmd_epochs <= 0 or epoch > mmd_epochs:
-        return 0.0
-    if mmd_epochs == 1:
-        return float(start)
-    return float(start + (end - start) * (epoch - 1) / (mmd_epochs - 1))
-
-
-def gaussian_kernel(size: int, sigma: float) -> torch.Tensor:
-    """Normalised 1-D Gaussian kernel of odd ``size``, shape (size,)."""
-    if size < 1 or size % 2 == 0:
-        raise ConfigError(f"the smoothing kernel size (smooth_kernel) must be odd and positive, got {size}")
-    offsets = torch.arange(size, dtype=torch.float32) - size // 2
-    kernel = torch.exp(-(offsets**2) / (2 * sigma * sigma))
-    return kernel / kernel.sum()
-
-
-def gaussian_smooth(
-    eeg: torch.Tensor, probability: float, size: int = 5, sigma: float = 1.0, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Temporal Gaussian smoothing of a random subset of samples (SUPA-EEG augmentation).
-
-    Each sample is smoothed with probability ``probability``: a per-channel ``conv1d`` with the normalised
-    kernel and zero padding ``size // 2`` (same length).
-
-    Parameters
-    ----------
-    eeg : torch.Tensor, shape (B, C, T)
-
-    Returns
-    -------
-    torch.Tensor, shape (B, C, T)
-    """
-    if probability <= 0:
-        return eeg
-    b, c, t = eeg.shape
-    kernel = gaussian_kernel(size, sigma).to(eeg.device, eeg.dtype).view(1, 1, size)
-    smoothed = F.conv1d(eeg.reshape(b * c, 1, t), kernel, padding=size // 2).reshape(b, c, t)
-    chosen = torch.rand(b, 1, 1, device=eeg.device, generator=generator) < probability
-    return torch.where(chosen, smoothed, eeg)

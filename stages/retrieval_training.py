@@ -22,16 +22,12 @@ from ttdnet.errors import TtdnetError
 from ttdnet.io import atomic_write_json
 from ttdnet.models.fingerprint import state_fingerprint
 from ttdnet.stages.checkpoints import CHECKPOINT_PATTERN, CheckpointError
-from ttdnet.stages.contrastive import gather_batch, info_nce, mmd_rbf
+from ttdnet.stages.contrastive import gather_batch, info_nce, mmd_rbf, mmd_weight
 from ttdnet.stages.feature_file import FeatureFile, read_feature_file
+from ttdnet.stages.retrieval_augment import gaussian_kernel, gaussian_smooth
 from ttdnet.stages.retrieval_eval import evaluate_split, validation_galleries, validation_keys, validation_scores
-from ttdnet.stages.retrieval_model import (
-    RetrievalModel,
-    gaussian_kernel,
-    gaussian_smooth,
-    mmd_weight,
-    save_retrieval_model,
-)
+from ttdnet.stages.retrieval_model import RetrievalModel
+from ttdnet.stages.retrieval_persistence import save_retrieval_model
 from ttdnet.stages.retrieval_reports import protocol_record, summarise, summarise_by_ratio, write_reports
 from ttdnet.stages.selection import BestOnValidation
 from ttdnet.stages.training_loop import TrainingLoop, freeze, on_main_process
@@ -167,29 +163,16 @@ def fold_resume_requests(request: str | None, folds: list[Fold]) -> dict[str, st
 
 def build_model(config, signal: dict, n_layers: int, dim: int, n_subjects: int, mean, std, data_source: str):
     """A freshly initialised retrieval model (the caller seeds torch first); a frozen encoder is :func:`freeze`-d."""
-    from ttdnet.models import InceptSADEncoder, SignalSpec
-    from ttdnet.models.registry import build_encoder, build_pretrained_braindecode_encoder
+    from ttdnet.models import SignalSpec
+    from ttdnet.models.registry import build_encoder, build_pretrained_encoder
 
-    if config.encoder_pretrained is not None and config.encoder.startswith("braindecode-"):
-        encoder = build_pretrained_braindecode_encoder(config.encoder, config.encoder_pretrained, signal)
-    elif config.encoder_pretrained is not None:
-        if config.encoder != "inceptsad":
-            raise TtdnetError(
-                "--encoder_pretrained loads a Stage A InceptSAD folder (--encoder inceptsad) or braindecode weights "
-                "(--encoder braindecode-*)"
-            )
-        if not (Path(config.encoder_pretrained) / "config.json").is_file():
-            raise TtdnetError(
-                f"--encoder_pretrained {config.encoder_pretrained}: no config.json (a save_pretrained dir)"
-            )
-        encoder = InceptSADEncoder.from_pretrained(config.encoder_pretrained)
-        names = [c["ch_name"] for c in signal["chs_info"]]
-        encoder.signal.check_matches(names, signal["n_times"], signal["sfreq"], data_source)
-    else:
-        try:
-            encoder = build_encoder(config.encoder, signal, config.encoder_size)
-        except KeyError as error:
-            raise TtdnetError(str(error)) from error
+    try:
+        if config.encoder_pretrained is not None:
+            encoder = build_pretrained_encoder(config.encoder, config.encoder_pretrained, signal, data_source)
+        else:
+            encoder = build_encoder(config.encoder, signal, config.encoder_preset)
+    except KeyError as error:
+        raise TtdnetError(str(error)) from error
     SignalSpec.infer(**signal)
     model = RetrievalModel(
         encoder,
@@ -228,7 +211,7 @@ def _datasets(config, subjects: list[str], split: str, average: bool) -> ThingsE
         average_repetitions=average,
         val_fraction=config.val_fraction,
         split_seed=config.split_seed,
-        cache_dir=config.cache_dir,
+        cache_dir=config.eeg_cache_dir,
     )
 
 

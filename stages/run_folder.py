@@ -44,11 +44,13 @@ MAY_CHANGE_ON_RESUME = frozenset(
         "checkpointing_steps",
         "checkpoints_total_limit",
         "dataloader_num_workers",
+        "eeg_cache_dir",
         "cache_dir",
     }
 )
-"""Options every stage lets a resume change: where logs go, how often checkpoints are written, loader workers and
-the location of the float32 EEG cache (which is keyed by its source, so the data stay the same)."""
+"""Options every stage lets a resume change: where logs go, how often checkpoints are written, loader workers, the
+location of the float32 EEG cache (which is keyed by its source, so the data stay the same) and of the
+model-download cache (which holds the same files wherever it is)."""
 
 
 class RunFolderError(TtdnetError):

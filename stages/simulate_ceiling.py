@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from ttdnet.cli import Command
+from ttdnet.command import Command
 from ttdnet.simulate.linear_gaussian import LinearGaussianParameters
 
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from ttdnet.cli import Command
+from ttdnet.command import Command
 from ttdnet.errors import ConfigError
 
 

@@ -13,8 +13,8 @@ import dataclasses
 import json
 from typing import ClassVar, Literal
 
-from ttdnet.cli import Command
-from ttdnet.stages.training_options import TRAINING_OPTION_RANGES
+from ttdnet.command import Command
+from ttdnet.stages.training_options import EEG_CACHE_HELP, TRAINING_OPTION_GROUPS, TRAINING_OPTION_RANGES
 
 
 @dataclasses.dataclass
@@ -50,6 +50,40 @@ class BridgeConfig:
         "validation_inference_steps": "[1, inf)",
         "validation_guidance_scale": "[0, inf)",
     }
+    OPTION_GROUPS: ClassVar[dict[str, str]] = {
+        **TRAINING_OPTION_GROUPS,
+        **dict.fromkeys(
+            (
+                "train_average_repetitions", "resolution", "random_flip", "latent_cache_dir", "clip_features",
+                "clip_layer",
+            ),
+            "data",
+        ),
+        **dict.fromkeys(
+            (
+                "pretrained_model_name_or_path", "pretrained_vae_model_name_or_path", "revision", "variant",
+                "cache_dir", "encoder_pretrained", "encoder_training", "encoder_trainable_blocks", "n_queries",
+                "resampler_dim", "resampler_depth", "resampler_heads", "clip_hidden_dim", "unet_training", "rank",
+                "lora_alpha", "lora_target_modules",
+            ),
+            "model",
+        ),
+        **dict.fromkeys(
+            (
+                "encoder_learning_rate", "clip_loss_weight", "clip_queue_size", "snr_gamma", "noise_offset",
+                "conditioning_dropout_prob", "max_train_steps", "gradient_accumulation_steps",
+                "gradient_checkpointing", "adam_beta1", "adam_beta2", "adam_epsilon", "use_8bit_adam", "allow_tf32",
+            ),
+            "optimisation",
+        ),
+        **dict.fromkeys(
+            (
+                "selection_metric", "validation_steps", "num_validation_trials", "validation_timesteps",
+                "num_validation_images", "validation_inference_steps", "validation_guidance_scale",
+            ),
+            "validation",
+        ),
+    }  # fmt: skip
 
     # Data.
     dataset_root: str | None = dataclasses.field(
@@ -67,9 +101,7 @@ class BridgeConfig:
         default=0.1, metadata={"help": "training concepts held out for validation (never the test set)"}
     )
     split_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the validation split"})
-    eeg_cache_dir: str | None = dataclasses.field(
-        default=None, metadata={"help": "float32 EEG cache root of the data layer (default ~/.cache/ttdnet)"}
-    )
+    eeg_cache_dir: str | None = dataclasses.field(default=None, metadata={"help": EEG_CACHE_HELP})
     resolution: int = dataclasses.field(default=512, metadata={"help": "square training image size in pixels"})
     random_flip: bool = dataclasses.field(
         default=False, metadata={"help": "use each image or its left-right flip at random (both are cached)"}
@@ -93,7 +125,9 @@ class BridgeConfig:
     )
     revision: str | None = dataclasses.field(default=None, metadata={"help": "hub revision of the base model"})
     variant: str | None = dataclasses.field(default=None, metadata={"help": "weight variant, e.g. fp16"})
-    cache_dir: str | None = dataclasses.field(default=None, metadata={"help": "hub download cache"})
+    cache_dir: str | None = dataclasses.field(
+        default=None, metadata={"help": "model-download cache (Hugging Face hub); default: the hub's"}
+    )
     # EEG conditioner.
     encoder_pretrained: str | None = dataclasses.field(
         default=None, metadata={"help": "Stage A encoder folder (output_dir/encoder of `ttdnet pretrain`)"}
@@ -157,10 +191,10 @@ class BridgeConfig:
         default="constant_with_warmup", metadata={"help": "learning-rate schedule"}
     )
     lr_warmup_steps: int = dataclasses.field(default=100, metadata={"help": "linear warm-up steps"})
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_weight_decay: float = 1e-2
-    adam_epsilon: float = 1e-8
+    adam_beta1: float = dataclasses.field(default=0.9, metadata={"help": "AdamW beta1"})
+    adam_beta2: float = dataclasses.field(default=0.999, metadata={"help": "AdamW beta2"})
+    adam_weight_decay: float = dataclasses.field(default=1e-2, metadata={"help": "AdamW weight decay"})
+    adam_epsilon: float = dataclasses.field(default=1e-8, metadata={"help": "AdamW epsilon"})
     use_8bit_adam: bool = dataclasses.field(
         default=False, metadata={"help": "bitsandbytes 8-bit AdamW (pip install bitsandbytes; CUDA only)"}
     )

@@ -25,8 +25,14 @@ import dataclasses
 import json
 from typing import ClassVar, Literal
 
-from ttdnet.cli import Command
-from ttdnet.stages.training_options import TRAINING_OPTION_RANGES
+from ttdnet.command import Command
+from ttdnet.config import LazyChoices
+from ttdnet.stages.training_options import (
+    EEG_CACHE_HELP,
+    RENAMED_EEG_CACHE,
+    TRAINING_OPTION_GROUPS,
+    TRAINING_OPTION_RANGES,
+)
 
 
 @dataclasses.dataclass
@@ -52,6 +58,35 @@ class RetrievalConfig:
         "topk": "[1, inf)",
         "mc_trials": "[0, inf)",
         "subject_training_ratio": "(0, 1]",
+    }
+    OPTION_GROUPS: ClassVar[dict[str, str]] = {
+        **TRAINING_OPTION_GROUPS,
+        **dict.fromkeys(
+            (
+                "features", "eval_subjects", "channels", "train_average_repetitions", "test_averaging", "protocol",
+                "finetune_from", "subject_training_ratio",
+            ),
+            "data",
+        ),
+        **dict.fromkeys(
+            (
+                "encoder", "encoder_pretrained", "freeze_encoder", "proj_dim", "image_hidden_dim", "layer_mode",
+                "single_layer", "router_init_logits", "router_subject_dropout", "router_layer_dropout",
+                "router_temperature", "image_activation", "shared_head", "learn_temperature", "init_temperature",
+            ),
+            "model",
+        ),
+        **dict.fromkeys(
+            ("mmd_epochs", "mmd_weight_start", "mmd_weight_end", "smooth_prob", "smooth_kernel", "smooth_sigma"),
+            "optimisation",
+        ),
+        **dict.fromkeys(
+            ("selection_metric", "validation_epochs", "log_test_curves", "kway", "topk", "mc_trials"), "validation"
+        ),
+    }  # fmt: skip
+    RENAMED_OPTIONS: ClassVar[dict[str, str]] = {
+        **RENAMED_EEG_CACHE,
+        "encoder_size": "--encoder_size is now --encoder_preset (default or tiny), as in pretrain and train-bridge",
     }
 
     # Data.
@@ -79,7 +114,7 @@ class RetrievalConfig:
         default=0.1, metadata={"help": "fraction of training concepts held out for validation (model selection)"}
     )
     split_seed: int = dataclasses.field(default=0, metadata={"help": "seed of the validation split"})
-    cache_dir: str | None = dataclasses.field(default=None, metadata={"help": "float32 cache root of the data layer"})
+    eeg_cache_dir: str | None = dataclasses.field(default=None, metadata={"help": EEG_CACHE_HELP})
     protocol: Literal["intra", "inter", "finetune"] = dataclasses.field(
         default="intra",
         metadata={
@@ -105,12 +140,12 @@ class RetrievalConfig:
     encoder: str = dataclasses.field(
         default="eegproject",
         metadata={
-            "help": "EEG encoder from the registry (ttdnet.models.registry): eegproject, spatiotemporal, nice, "
-            "inceptsad, braindecode-eegnet/-atcnet/-eegconformer/-eegpt"
+            "help": "EEG encoder from the registry (ttdnet.models.registry)",
+            "choices": LazyChoices("ttdnet.models.registry:encoder_names"),
         },
     )
-    encoder_size: Literal["default", "tiny"] = dataclasses.field(
-        default="default", metadata={"help": "the registry's default or tiny (tests) architecture"}
+    encoder_preset: Literal["default", "tiny"] = dataclasses.field(
+        default="default", metadata={"help": "the registry's default or tiny (tests) architecture of --encoder"}
     )
     encoder_pretrained: str | None = dataclasses.field(
         default=None,
@@ -148,15 +183,17 @@ class RetrievalConfig:
     seed: int = dataclasses.field(default=42, metadata={"help": "seeds init (the same for every fold) and data order"})
     train_batch_size: int = dataclasses.field(default=1024, metadata={"help": "batch size per device"})
     num_train_epochs: int = dataclasses.field(default=100, metadata={"help": "epochs per fold"})
-    learning_rate: float = 1e-4
-    adam_weight_decay: float = 1e-4
-    lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "linear"] = "constant"
-    lr_warmup_steps: int = 0
+    learning_rate: float = dataclasses.field(default=1e-4, metadata={"help": "AdamW learning rate"})
+    adam_weight_decay: float = dataclasses.field(default=1e-4, metadata={"help": "AdamW weight decay"})
+    lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "linear"] = dataclasses.field(
+        default="constant", metadata={"help": "learning-rate schedule (after the linear warm-up)"}
+    )
+    lr_warmup_steps: int = dataclasses.field(default=0, metadata={"help": "linear warm-up steps"})
     max_grad_norm: float = dataclasses.field(default=1.0, metadata={"help": "gradient clipping norm"})
     mixed_precision: Literal["no", "fp16", "bf16"] | None = dataclasses.field(
         default=None, metadata={"help": "default: the accelerate config's"}
     )
-    dataloader_num_workers: int = 0
+    dataloader_num_workers: int = dataclasses.field(default=0, metadata={"help": "DataLoader worker processes"})
     # Selection, evaluation, checkpoints, logging.
     model_selection: Literal["validation", "last"] = dataclasses.field(
         default="validation", metadata={"help": "best validation score (held-out training concepts) or last epoch"}

@@ -1,5 +1,5 @@
-"""Writers for the preprocessing tests: THINGS-EEG2 raw files (spec §11.D), BrainVision source (§11.E) and
-EEGMMIDB-like EDF recordings (§11.F), all written here with numpy, scipy and MNE, independently of ttdnet."""
+"""Writers for the preprocessing tests: THINGS-EEG2 raw files, BrainVision source and
+EEGMMIDB-like EDF recordings, all written here with numpy, scipy and MNE, independently of ttdnet."""
 
 from pathlib import Path
 
@@ -45,7 +45,7 @@ def synth_eeg(sequence: np.ndarray, n_chans: int, rng: np.random.Generator, mixi
 
 
 def raw_dict(sequence: np.ndarray, rng: np.random.Generator, mixing: np.ndarray) -> dict:
-    """The official raw dict (keys and types of spec §6.1) for one session and partition."""
+    """The official raw dict (the published keys and types) for one session and partition."""
     eeg = synth_eeg(sequence, len(RAW_63_CHANNELS), rng, mixing)
     stim = np.zeros(eeg.shape[1])
     stim[LEAD + SOA * np.arange(len(sequence))] = sequence
@@ -60,7 +60,7 @@ def raw_dict(sequence: np.ndarray, rng: np.random.Generator, mixing: np.ndarray)
 
 
 def design(n_train: int, n_test: int, seed: int) -> dict[int, dict[str, np.ndarray]]:
-    """Presentation sequences of 4 sessions following THINGS-EEG2's structure (spec §1, §11.D).
+    """Presentation sequences of 4 sessions following THINGS-EEG2's structure.
 
     Sessions 1/2 and 3/4 each split the training images into halves; each image is shown 2 or 3 times in a
     session; test images 20 or 21 times per session; a few targets everywhere.

@@ -1,10 +1,19 @@
 import dataclasses
-from typing import Literal
+import sys
+import types
+from typing import ClassVar, Literal
 
 import pytest
 import yaml
 
-from ttdnet.config import ConfigError, ConfigParser, load_yaml_overrides, save_config
+from ttdnet.config import (
+    OPTION_GROUP_TITLES,
+    ConfigError,
+    ConfigParser,
+    LazyChoices,
+    load_yaml_overrides,
+    save_config,
+)
 
 
 @dataclasses.dataclass
@@ -120,3 +129,95 @@ def test_missing_or_non_mapping_config_file(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         parse([], bad)
+
+
+@dataclasses.dataclass
+class GroupedConfig:
+    OPTION_GROUPS: ClassVar[dict[str, str]] = {"dataset_root": "data", "encoder": "model", "report_to": "logging"}
+    RENAMED_OPTIONS: ClassVar[dict[str, str]] = {"cache_dir": "--cache_dir is now --eeg_cache_dir"}
+
+    dataset_root: str | None = dataclasses.field(default=None, metadata={"help": "where the data are"})
+    encoder: str = dataclasses.field(
+        default="small", metadata={"help": "encoder name", "choices": LazyChoices("toy_registry:names")}
+    )
+    report_to: str = dataclasses.field(default="none", metadata={"help": "tracker"})
+
+
+@pytest.fixture
+def toy_registry(monkeypatch):
+    """A module ``toy_registry`` whose ``names()`` is imported only when the choices are first needed."""
+    module = types.ModuleType("toy_registry")
+    module.calls = 0
+
+    def names():
+        module.calls += 1
+        return ["small", "large"]
+
+    module.names = names
+    monkeypatch.setitem(sys.modules, "toy_registry", module)
+    return module
+
+
+def grouped_parser():
+    return ConfigParser(GroupedConfig, prog="ttdnet grouped")
+
+
+def test_options_are_listed_in_their_groups(toy_registry, capsys):
+    parser = grouped_parser()
+    titles = {action.dest: group.title for group in parser._action_groups for action in group._group_actions}
+    assert titles["dataset_root"] == OPTION_GROUP_TITLES["data"]
+    assert titles["encoder"] == OPTION_GROUP_TITLES["model"]
+    assert titles["report_to"] == OPTION_GROUP_TITLES["logging"]
+    text = parser.format_help()
+    assert text.index(OPTION_GROUP_TITLES["data"]) < text.index(OPTION_GROUP_TITLES["model"])
+    assert "encoder name (default: small)" in text
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        ({"dataset_root": "data", "encoder": "model"}, r"leaves fields without a group: \['report_to'\]"),
+        ({"dataset_root": "data", "encoder": "model", "report_to": "logs"}, r"uses unknown groups: \['logs'\]"),
+        (
+            {"dataset_root": "data", "encoder": "model", "report_to": "logging", "seed": "data"},
+            r"names fields it does not have: \['seed'\]",
+        ),
+    ],
+)
+def test_option_groups_must_cover_every_field_with_known_groups(monkeypatch, toy_registry, declared, message):
+    monkeypatch.setattr(GroupedConfig, "OPTION_GROUPS", declared)
+    with pytest.raises(TypeError, match=message):
+        grouped_parser()
+
+
+def test_renamed_option_must_not_be_a_current_field(monkeypatch, toy_registry):
+    monkeypatch.setattr(GroupedConfig, "RENAMED_OPTIONS", {"encoder": "renamed"})
+    with pytest.raises(TypeError, match="RENAMED_OPTIONS names current fields"):
+        grouped_parser()
+
+
+@pytest.mark.parametrize("argv", [["--cache_dir", "x"], ["--cache-dir=x"], ["--cache_dir"]])
+def test_renamed_flag_is_one_line_and_exit_status_2(toy_registry, capsys, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        grouped_parser().parse_config(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "ttdnet grouped: error: --cache_dir is now --eeg_cache_dir\n"
+
+
+def test_renamed_yaml_key_gets_its_message(toy_registry, tmp_path):
+    with pytest.raises(ConfigError, match="key 'cache_dir': --cache_dir is now --eeg_cache_dir"):
+        grouped_parser().parse_config(["--config", str(write_yaml(tmp_path, {"cache_dir": "x"}))])
+
+
+def test_lazy_choices_are_loaded_once_and_checked_on_both_paths(toy_registry, tmp_path, capsys):
+    choices = LazyChoices("toy_registry:names")
+    assert toy_registry.calls == 0
+    assert "large" in choices and "huge" not in choices and list(choices) == ["small", "large"]
+    assert toy_registry.calls == 1
+    assert grouped_parser().parse_config(["--encoder", "large"])[0].encoder == "large"
+    with pytest.raises(SystemExit) as exit_info:
+        grouped_parser().parse_config(["--encoder", "huge"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"'encoder' is 'huge'; expected one of \['small', 'large'\]"):
+        grouped_parser().parse_config(["--config", str(write_yaml(tmp_path, {"encoder": "huge"}))])

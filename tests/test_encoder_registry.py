@@ -67,3 +67,31 @@ def test_nice_matches_the_published_flatten_size_at_both_rates():
 def test_unknown_encoder_names_the_choices():
     with pytest.raises(KeyError, match="registered"):
         build_encoder("eegnetx", DEFAULT_SIGNAL)
+
+
+def test_every_encoder_declares_the_protocol_the_registry_reads():
+    for name in NAMES:
+        model = build_encoder(name, DEFAULT_SIGNAL, "tiny").eval()
+        out = encode(model, torch.randn(2, 17, 100))
+        assert isinstance(out, torch.Tensor) and out.shape == (2, model.embedding_dim)
+
+
+def test_pretrained_encoder_starts_from_a_saved_folder_checked_against_the_data(tmp_path):
+    from ttdnet.errors import TtdnetError
+    from ttdnet.models.registry import build_pretrained_encoder, pretrained_encoder_names
+
+    assert "inceptsad" in pretrained_encoder_names() and "nice" not in pretrained_encoder_names()
+    torch.manual_seed(0)
+    model = build_encoder("inceptsad", DEFAULT_SIGNAL, "tiny").eval()
+    model.save_pretrained(tmp_path / "encoder")
+    loaded = build_pretrained_encoder("inceptsad", tmp_path / "encoder", DEFAULT_SIGNAL, "test data").eval()
+    x = torch.randn(2, 17, 100)
+    torch.testing.assert_close(encode(loaded, x), encode(model, x), rtol=0, atol=0)
+    with pytest.raises(SignalSpecError, match="test data does not fit the model"):
+        build_pretrained_encoder("inceptsad", tmp_path / "encoder", {**DEFAULT_SIGNAL, "sfreq": 50.0}, "test data")
+    with pytest.raises(TtdnetError, match="no config.json"):
+        build_pretrained_encoder("inceptsad", tmp_path / "missing", DEFAULT_SIGNAL, "test data")
+    with pytest.raises(TtdnetError, match="cannot start from saved weights"):
+        build_pretrained_encoder("nice", tmp_path / "encoder", DEFAULT_SIGNAL, "test data")
+    with pytest.raises(KeyError, match="registered"):
+        build_pretrained_encoder("eegnetx", tmp_path / "encoder", DEFAULT_SIGNAL, "test data")

@@ -8,7 +8,7 @@ from ttdnet.data.channels import POSTERIOR_17_CHANNELS
 
 
 def run_info(things_root, *extra):
-    return main(["info", str(things_root["root"]), "--cache_dir", str(things_root["cache_dir"]), *extra])
+    return main(["info", str(things_root["root"]), "--eeg_cache_dir", str(things_root["cache_dir"]), *extra])
 
 
 def test_info_text(things_root, capsys):

@@ -1,10 +1,20 @@
 import os
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from ttdnet.io import atomic_np_save, atomic_open, atomic_write_json, atomic_write_text
+from ttdnet.io import (
+    atomic_directory,
+    atomic_np_save,
+    atomic_open,
+    atomic_write_json,
+    atomic_write_text,
+    replace_directory,
+    staging_path,
+)
 
 
 def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
@@ -30,3 +40,104 @@ def test_files_get_the_mode_open_would_give(tmp_path):
     (tmp_path / "b.npy").write_bytes(b"")
     mode = stat.S_IMODE((tmp_path / "a.npy").stat().st_mode)
     assert mode == stat.S_IMODE((tmp_path / "b.npy").stat().st_mode) == 0o666 & ~umask
+
+
+def _run_python(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_importing_and_writing_never_changes_the_umask_on_linux(tmp_path):
+    # Every os.umask call is recorded before ttdnet.io is imported; on Linux neither the import nor a write
+    # may call it (it would change the mask of every thread for an instant).
+    code = f"""
+import os
+calls = []
+real_umask = os.umask
+os.umask = lambda mask: calls.append(mask) or real_umask(mask)
+import ttdnet.io
+print("import", len(calls))
+ttdnet.io.atomic_write_text({str(tmp_path / "a.txt")!r}, "x")
+with ttdnet.io.atomic_directory({str(tmp_path / "d")!r}, unique=True):
+    pass
+print("write", len(calls))
+"""
+    lines = _run_python(code).splitlines()
+    assert lines[0] == "import 0"
+    if sys.platform.startswith("linux"):
+        assert lines[1] == "write 0"
+
+
+def test_files_and_folders_respect_the_umask(tmp_path):
+    # In a child process, so this process's umask is never touched.
+    code = f"""
+import os, stat
+from pathlib import Path
+os.umask(0o027)
+from ttdnet.io import atomic_directory, atomic_write_bytes, current_umask
+root = Path({str(tmp_path)!r})
+atomic_write_bytes(root / "file.bin", b"x")
+with atomic_directory(root / "fixed") as staging:
+    (staging / "inner").mkdir()
+with atomic_directory(root / "unique", unique=True):
+    pass
+modes = [stat.S_IMODE(p.stat().st_mode) for p in (root / "file.bin", root / "fixed", root / "fixed" / "inner",
+                                                     root / "unique")]
+print(oct(current_umask()), *map(oct, modes))
+"""
+    assert _run_python(code).split() == ["0o27", "0o640", "0o750", "0o750", "0o750"]
+
+
+def test_the_umask_fallback_restores_the_mask(monkeypatch):
+    import builtins
+
+    import ttdnet.io
+
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/"):
+            raise OSError("no /proc")
+        return real_open(path, *args, **kwargs)
+
+    expected = ttdnet.io.current_umask()
+    monkeypatch.setattr(builtins, "open", no_proc)
+    assert ttdnet.io.current_umask() == expected
+    monkeypatch.undo()
+    assert ttdnet.io.current_umask() == expected  # read from /proc again on Linux: the pair restored it
+
+
+def test_replace_directory_swaps_folders_and_leaves_no_sibling(tmp_path):
+    destination, staging = tmp_path / "model", tmp_path / "new"
+    destination.mkdir()
+    (destination / "old.txt").write_text("old")
+    staging.mkdir()
+    (staging / "new.txt").write_text("new")
+    replace_directory(staging, destination)
+    assert os.listdir(destination) == ["new.txt"] and sorted(os.listdir(tmp_path)) == ["model"]
+    (tmp_path / "file").write_text("x")
+    staging.mkdir()
+    with pytest.raises(NotADirectoryError):
+        replace_directory(staging, tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "x" and staging.is_dir()
+
+
+def test_atomic_directory_keeps_the_old_folder_when_the_build_fails(tmp_path):
+    destination = tmp_path / "model"
+    with atomic_directory(destination) as staging:
+        assert staging == staging_path(destination) == tmp_path / ".model.tmp"
+        (staging / "weights").write_text("1")
+    with pytest.raises(RuntimeError), atomic_directory(destination) as staging:
+        (staging / "weights").write_text("2")
+        raise RuntimeError("crash mid-save")
+    assert (destination / "weights").read_text() == "1" and os.listdir(tmp_path) == ["model"]
+
+
+def test_atomic_directory_clears_a_leftover_of_an_interrupted_run(tmp_path):
+    leftover = staging_path(tmp_path / "model")
+    leftover.mkdir()
+    (leftover / "partial").write_text("half")
+    with atomic_directory(tmp_path / "model") as staging:
+        assert os.listdir(staging) == []
+    assert os.listdir(tmp_path) == ["model"] and os.listdir(tmp_path / "model") == []

@@ -21,7 +21,7 @@ from ttdnet.simulate.names import concept_names
 from ttdnet.simulate.writer import simulate_dataset
 
 
-# Written out from the spec (things-eeg2.md §0, §1), not imported, so the tests check the code against it.
+# Written out from the published THINGS-EEG2 channel lists, not imported, so the tests check the code.
 SPEC_17 = "Pz P3 P7 O1 Oz O2 P4 P8 P1 P5 PO7 PO3 POz PO4 PO8 P6 P2".split()
 SPEC_63 = (
     "Fp1 F3 F7 FT9 FC5 FC1 C3 T7 TP9 CP5 CP1 Pz P3 P7 O1 Oz O2 P4 P8 TP10 CP6 CP2 Cz C4 T8 FT10 "

@@ -43,7 +43,7 @@ def test_dataset_reads_what_simulate_wrote(simulated, tmp_path):
 
 def test_info_on_simulated_dataset(simulated, tmp_path, capsys):
     root, n_chans = simulated
-    assert main(["info", str(root), "--json", "--cache_dir", str(tmp_path)]) == 0
+    assert main(["info", str(root), "--json", "--eeg_cache_dir", str(tmp_path)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["subjects"]["sub-01"]["training"]["shape"] == [12, 4, n_chans, 100]
     assert summary["times"] == {"first_s": -0.2, "last_s": 0.79, "n_times": 100, "sfreq_hz": 100.0, "onset_index": 20}

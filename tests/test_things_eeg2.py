@@ -3,15 +3,9 @@ import pytest
 from things_files import OFFICIAL_TIMES, write_eeg_file
 
 from ttdnet.data.channels import NICE_63_CHANNELS, POSTERIOR_17_CHANNELS, RAW_63_CHANNELS
-from ttdnet.data.things_eeg2 import (
-    ThingsEEG2FormatError,
-    ThingsEEG2Layout,
-    concept_label,
-    locate_image_set,
-    read_image_metadata,
-    read_preprocessed_eeg,
-    subject_name,
-)
+from ttdnet.data.image_metadata import concept_label, read_image_metadata
+from ttdnet.data.preprocessed_eeg import read_preprocessed_eeg
+from ttdnet.data.things_eeg2 import ThingsEEG2FormatError, ThingsEEG2Layout, locate_image_set, subject_name
 
 
 CH17 = list(POSTERIOR_17_CHANNELS)

@@ -1,13 +1,13 @@
 """The ``ttdnet`` command line: ``ttdnet <command> [options]``.
 
-Commands are :class:`Command` objects. The core's own live in :mod:`ttdnet.commands`; the packages that
-build on the core (``ttdnet.stages``, ``ttdnet.eval``, ``ttdnet.preprocessing``) register theirs as entry
-points in the ``ttdnet.commands`` group of ``pyproject.toml``, so the core never imports them. A command
-module must be cheap to import: heavy imports belong inside its ``run`` function, which keeps
-``ttdnet --help`` fast.
+Commands are :class:`ttdnet.command.Command` objects, found by name and imported only when the command
+table is built: the core's own are listed in :data:`CORE_COMMANDS`; the packages that build on the core
+(``ttdnet.stages``, ``ttdnet.eval``, ``ttdnet.preprocessing``) register theirs as entry points in the
+``ttdnet.commands`` group of ``pyproject.toml``, so this module imports none of them. A command whose
+module fails to import is listed as unavailable and breaks only itself. A command module must be cheap to
+import: heavy imports belong inside its ``run`` function, which keeps ``ttdnet --help`` fast.
 """
 
-import argparse
 import contextlib
 import dataclasses
 import difflib
@@ -15,69 +15,83 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from ttdnet import __version__
+from ttdnet.command import Command
 from ttdnet.config import ConfigParser
 from ttdnet.errors import TtdnetError
 
 
 ENTRY_POINT_GROUP = "ttdnet.commands"
 
+# The core's commands, named and located like the entry points of the other packages.
+CORE_COMMANDS = {
+    "env": "ttdnet.commands.env:COMMAND",
+    "info": "ttdnet.commands.info:COMMAND",
+    "simulate": "ttdnet.commands.simulate:COMMAND",
+}
+
+REINSTALL_HINT = "reinstall ttdnet (`make install` or `pip install -e .`) and check its packages with `ttdnet env`"
+
 
 @dataclasses.dataclass(frozen=True)
-class Command:
-    """One ``ttdnet`` subcommand.
+class CommandTable:
+    """The commands that loaded and those that did not.
 
     Attributes
     ----------
-    name : str
-        What the user types after ``ttdnet``: one word, or two words for a command in a group
-        ("preprocess edf"; ``ttdnet preprocess --help`` lists the group).
-    summary : str
-        One line for ``ttdnet --help``.
-    config_class : dataclass type
-        Its options; see :class:`ttdnet.config.ConfigParser`.
-    run : callable
-        ``run(config, namespace) -> int | None``; the return value is the exit status (None means 0).
-    description : str
-        Longer text for ``ttdnet <name> --help``.
-    add_arguments : callable, optional
-        ``add_arguments(parser)`` adds arguments that are not config fields (positionals).
+    commands : dict of str to Command
+        By command name, in registration order.
+    unavailable : dict of str to str
+        Entry point name (the command name with "-" for a space) to the reason it failed to load.
     """
 
-    name: str
-    summary: str
-    config_class: type
-    run: Callable[[Any, argparse.Namespace], int | None]
-    description: str = ""
-    add_arguments: Callable[[ConfigParser], None] | None = None
+    commands: dict[str, Command]
+    unavailable: dict[str, str]
 
 
-def _core_commands() -> list[Command]:
-    from ttdnet.commands import env, info, simulate
+def command_sources() -> list[metadata.EntryPoint]:
+    """Where every command comes from: the core's, then the installed ``ttdnet.commands`` entry points."""
+    core = [
+        metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP) for name, value in CORE_COMMANDS.items()
+    ]
+    return [*core, *metadata.entry_points(group=ENTRY_POINT_GROUP)]
 
-    return [env.COMMAND, info.COMMAND, simulate.COMMAND]
 
+def load_commands(sources: Iterable[metadata.EntryPoint] | None = None) -> CommandTable:
+    """Import every command; one that fails is recorded as unavailable instead of stopping the others.
 
-def available_commands() -> dict[str, Command]:
-    """Every registered command by name: the core's, then those of installed entry points."""
-    commands = {command.name: command for command in _core_commands()}
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        command = entry_point.load()
+    Parameters
+    ----------
+    sources : iterable of importlib.metadata.EntryPoint, optional
+        Objects with ``name``, ``value`` ("module:attribute") and ``load()``; default :func:`command_sources`.
+        A later command of the same name replaces an earlier one.
+    """
+    commands: dict[str, Command] = {}
+    unavailable: dict[str, str] = {}
+    for source in command_sources() if sources is None else sources:
+        try:
+            command = source.load()
+        except Exception as error:
+            unavailable[source.name] = f"{source.value} raised {type(error).__name__}: {error}"
+            continue
         if not isinstance(command, Command):
-            raise TypeError(
-                f"entry point {entry_point.value!r} in group {ENTRY_POINT_GROUP!r} is not a ttdnet Command"
-            )
+            unavailable[source.name] = f"{source.value} is not a ttdnet Command"
+            continue
         commands[command.name] = command
-    return commands
+    return CommandTable(commands, unavailable)
 
 
-def _overview(commands: dict[str, Command]) -> str:
-    width = max(len(name) for name in commands)
+def available_commands(sources: Iterable[metadata.EntryPoint] | None = None) -> dict[str, Command]:
+    """Every command that loads, by name: the core's, then those of installed entry points."""
+    return load_commands(sources).commands
+
+
+def _overview(table: CommandTable) -> str:
+    width = max(map(len, [*table.commands, *table.unavailable]), default=0)
     lines = [
         "usage: ttdnet <command> [options]",
         "",
@@ -85,7 +99,10 @@ def _overview(commands: dict[str, Command]) -> str:
         "",
         "commands:",
     ]
-    lines += [f"  {name.ljust(width)}  {command.summary}" for name, command in commands.items()]
+    lines += [f"  {name.ljust(width)}  {command.summary}" for name, command in table.commands.items()]
+    if table.unavailable:
+        lines += ["", f"unavailable commands ({REINSTALL_HINT}):"]
+        lines += [f"  {name.ljust(width)}  {reason}" for name, reason in table.unavailable.items()]
     lines += ["", "options:", "  -h, --help  show this message", "  --version   print the ttdnet version"]
     return "\n".join(lines)
 
@@ -123,6 +140,14 @@ def _resolve(argv: list[str], commands: dict[str, Command]) -> tuple[str | None,
     return None, argv[1:]
 
 
+def _find_unavailable(argv: list[str], unavailable: dict[str, str]) -> tuple[str, str] | None:
+    """The command name ``argv`` starts with and the reason it did not load, when it is an unavailable one."""
+    if len(argv) >= 2 and f"{argv[0]}-{argv[1]}" in unavailable:
+        return f"{argv[0]} {argv[1]}", unavailable[f"{argv[0]}-{argv[1]}"]
+    key = argv[0].replace(" ", "-")
+    return (argv[0], unavailable[key]) if key in unavailable else None
+
+
 def _report_to_launcher(message: str) -> None:
     """Hand the one-line error to a ``torchrun`` / ``accelerate launch`` multi-process launcher.
 
@@ -136,17 +161,26 @@ def _report_to_launcher(message: str) -> None:
             Path(path).write_text(json.dumps({"message": message, "timestamp": int(time.time())}), encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run ``ttdnet`` with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+def main(argv: list[str] | None = None, *, sources: Iterable[metadata.EntryPoint] | None = None) -> int:
+    """Run ``ttdnet`` with ``argv`` (default ``sys.argv[1:]``) and return the exit status.
+
+    ``sources`` replaces :func:`command_sources` (tests use it to add a command that fails to import).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = available_commands()
+    table = load_commands(sources)
+    commands = table.commands
     if not argv or argv[0] in ("-h", "--help"):
-        print(_overview(commands))
+        print(_overview(table))
         return 0
     if argv[0] == "--version":
         print(f"ttdnet {__version__}")
         return 0
     name, rest = _resolve(argv, commands)
+    if name is None and (broken := _find_unavailable(argv, table.unavailable)) is not None:
+        message = f"ttdnet: command '{broken[0]}' is unavailable: {broken[1]}; {REINSTALL_HINT}"
+        print(message, file=sys.stderr)
+        _report_to_launcher(message)
+        return 1
     if name is None:
         groups = {command.split()[0] for command in commands if " " in command}
         if argv[0] in groups:

@@ -10,15 +10,26 @@ then flags on the command line (the TRL ``TrlParser`` semantics). Parsing is don
 * numeric ranges: a config class may declare ``OPTION_RANGES: ClassVar[dict[str, str]]`` mapping field
   names to intervals such as ``"(0, 1)"`` or ``"[1, inf)"``; every value (flag or YAML) is checked against
   them before the command runs, and ``--help`` shows them;
+* help groups: a config class may declare ``OPTION_GROUPS: ClassVar[dict[str, str]]`` mapping every field
+  to one of the groups of :data:`OPTION_GROUP_TITLES` (data, model, optimisation, ...); ``--help`` then lists
+  the options group by group;
+* renamed options: ``RENAMED_OPTIONS: ClassVar[dict[str, str]]`` maps an old option name to the one-line
+  message a user who still passes it (as a flag or a YAML key) gets instead of a generic "unrecognized";
+* choices known only at run time: ``metadata={"choices": LazyChoices("module:function")}`` checks a value
+  against a list (e.g. the encoder registry) without importing it when the command module is imported;
 * :func:`save_config`, which writes the resolved config next to an output.
+
+Every field should have ``metadata["help"]``: ``--help`` prints each option with its help and its default.
 """
 
 import argparse
 import dataclasses
 import difflib
+import importlib
 import os
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -30,9 +41,30 @@ from ttdnet.errors import ConfigError
 from ttdnet.io import atomic_write_yaml
 
 
-__all__ = ["ConfigError", "ConfigParser", "config_to_dict", "load_yaml_overrides", "option_ranges", "save_config"]
+__all__ = [
+    "OPTION_GROUP_TITLES",
+    "ConfigError",
+    "ConfigParser",
+    "LazyChoices",
+    "config_to_dict",
+    "load_yaml_overrides",
+    "option_groups",
+    "option_ranges",
+    "renamed_options",
+    "save_config",
+]
 
 ConfigT = TypeVar("ConfigT")
+
+OPTION_GROUP_TITLES: dict[str, str] = {
+    "data": "data",
+    "model": "model",
+    "optimisation": "optimisation (loss, augmentation, schedule, precision)",
+    "validation": "validation and model selection",
+    "checkpoints": "run folder and checkpoints",
+    "logging": "logging",
+}
+"""The help groups an ``OPTION_GROUPS`` declaration may use, by name, in the order ``--help`` lists them."""
 
 
 def _strip_optional(annotation: Any) -> tuple[Any, bool]:
@@ -125,6 +157,83 @@ def _check_range(name: str, value: Any, interval: Interval, source: str) -> None
             raise ConfigError(f"{source}: '{name}' is {item!r}; it must be in {interval.text}")
 
 
+def option_groups(config_class: type) -> dict[str, str]:
+    """The declared ``OPTION_GROUPS`` of a config class, checked (empty when it declares none).
+
+    Raises
+    ------
+    TypeError
+        A declared name is not a field, a group is not in :data:`OPTION_GROUP_TITLES`, or a field has no group.
+    """
+    declared = getattr(config_class, "OPTION_GROUPS", {})
+    if not declared:
+        return {}
+    fields = [field.name for field in dataclasses.fields(config_class) if field.init]
+    problems = {
+        "names fields it does not have": sorted(set(declared) - set(fields)),
+        "leaves fields without a group": [name for name in fields if name not in declared],
+        "uses unknown groups": sorted(set(declared.values()) - set(OPTION_GROUP_TITLES)),
+    }
+    for problem, names in problems.items():
+        if names:
+            raise TypeError(f"{config_class.__name__}.OPTION_GROUPS {problem}: {names}")
+    return dict(declared)
+
+
+def renamed_options(config_class: type) -> dict[str, str]:
+    """The declared ``RENAMED_OPTIONS`` of a config class: old option name to the message shown for it."""
+    declared = getattr(config_class, "RENAMED_OPTIONS", {})
+    clashes = sorted(set(declared) & {field.name for field in dataclasses.fields(config_class)})
+    if clashes:
+        raise TypeError(f"{config_class.__name__}.RENAMED_OPTIONS names current fields: {clashes}")
+    return dict(declared)
+
+
+class LazyChoices:
+    """The allowed values of an option, computed on first use by ``"module:function"`` (a list of str).
+
+    Give it as ``metadata={"choices": LazyChoices("ttdnet.models.registry:encoder_names")}``: the command
+    module stays cheap to import, while argparse (``choices``) and YAML presets still reject other values
+    before the command runs. ``--help`` lists the values, so it imports the module.
+    """
+
+    def __init__(self, target: str):
+        self.target = target
+        self._values: list[str] | None = None
+
+    @property
+    def values(self) -> list[str]:
+        if self._values is None:
+            module, _, function = self.target.partition(":")
+            self._values = list(getattr(importlib.import_module(module), function)())
+        return self._values
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __repr__(self) -> str:
+        return f"LazyChoices({self.target!r})"
+
+
+class _RenamedOption(argparse.Action):
+    """A flag that no longer exists: using it ends parsing with its ``RENAMED_OPTIONS`` message (status 2)."""
+
+    def __init__(self, option_strings, dest, message: str, **kwargs):
+        super().__init__(
+            option_strings, dest=argparse.SUPPRESS, nargs="*", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+        self.message = message
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.exit(2, f"{parser.prog}: error: {self.message}\n")
+
+
 def load_yaml_overrides(config_class: type, path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML preset for ``config_class`` and check every key and value.
 
@@ -143,8 +252,8 @@ def load_yaml_overrides(config_class: type, path: str | os.PathLike) -> dict[str
     Raises
     ------
     ConfigError
-        If the file is missing or not a mapping, a key is not a field of ``config_class``, or a value
-        has the wrong type.
+        If the file is missing or not a mapping, a key is not a field of ``config_class`` (a renamed one
+        gets its ``RENAMED_OPTIONS`` message), or a value has the wrong type or is not one of its choices.
     """
     path = Path(path)
     if not path.is_file():
@@ -160,9 +269,12 @@ def load_yaml_overrides(config_class: type, path: str | os.PathLike) -> dict[str
             f"config file {path} must hold a mapping of option names to values, got {type(loaded).__name__}"
         )
     hints = typing.get_type_hints(config_class)
-    fields = {field.name for field in dataclasses.fields(config_class) if field.init}
+    fields = {field.name: field for field in dataclasses.fields(config_class) if field.init}
+    renamed = renamed_options(config_class)
     checked = {}
     for key, value in loaded.items():
+        if key in renamed:
+            raise ConfigError(f"config file {path}: key '{key}': {renamed[key]}")
         if key not in fields:
             close = difflib.get_close_matches(str(key), sorted(fields), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -171,6 +283,11 @@ def load_yaml_overrides(config_class: type, path: str | os.PathLike) -> dict[str
                 f"Valid keys: {', '.join(sorted(fields))}"
             )
         checked[key] = _check_value(key, value, hints[key], f"config file {path}")
+        choices = fields[key].metadata.get("choices")
+        if choices is not None:
+            for item in checked[key] if isinstance(checked[key], list) else [checked[key]]:
+                if item is not None and item not in choices:
+                    raise ConfigError(f"config file {path}: '{key}' is {item!r}; expected one of {list(choices)}")
     return checked
 
 
@@ -181,7 +298,8 @@ class ConfigParser(HfArgumentParser):
     ----------
     config_class : dataclass type
         Every ``init`` field becomes ``--field_name`` (also ``--field-name``); booleans also get
-        ``--no_field_name``. The field's ``metadata["help"]`` is its help text.
+        ``--no_field_name``. The field's ``metadata["help"]`` is its help text; ``OPTION_GROUPS``,
+        ``OPTION_RANGES`` and ``RENAMED_OPTIONS`` are described in the module docstring.
     **kwargs
         Passed to :class:`argparse.ArgumentParser` (``prog``, ``description``, ...).
     """
@@ -199,6 +317,8 @@ class ConfigParser(HfArgumentParser):
         )
         hints = typing.get_type_hints(config_class)
         actions = {option: action for action in self._actions for option in action.option_strings}
+        for old, message in renamed_options(config_class).items():
+            self.add_argument(f"--{old}", f"--{old.replace('_', '-')}", action=_RenamedOption, message=message)
         self.ranges = option_ranges(config_class)
         for name, interval in self.ranges.items():
             flag = actions[f"--{name}"]
@@ -219,6 +339,28 @@ class ConfigParser(HfArgumentParser):
                 )
             else:
                 actions[f"--no_{field.name}"].help = argparse.SUPPRESS
+
+    def _add_dataclass_arguments(self, dtype: type) -> None:
+        """Add the fields of ``dtype``, each in the argument group of its ``OPTION_GROUPS`` entry.
+
+        Replaces :class:`~transformers.HfArgumentParser`'s method of the same name (which it calls from
+        ``__init__``), adding each field exactly as it does; a class without ``OPTION_GROUPS`` keeps its
+        behaviour (every option in one list).
+        """
+        groups = option_groups(dtype)
+        if not groups:
+            super()._add_dataclass_arguments(dtype)
+            return
+        containers = {
+            name: self.add_argument_group(title)
+            for name, title in OPTION_GROUP_TITLES.items()
+            if name in groups.values()
+        }
+        hints = typing.get_type_hints(dtype)
+        for field in dataclasses.fields(dtype):
+            if field.init:
+                field.type = hints[field.name]
+                self._parse_dataclass_field(containers[groups[field.name]], field)
 
     def parse_config(self, argv: list[str] | None = None) -> tuple[Any, argparse.Namespace]:
         """Resolve defaults, ``--config`` and command-line flags into a config instance.

@@ -1,13 +1,16 @@
-"""Atomic file writes: a reader never sees a half-written output or checkpoint.
+"""Atomic writes: a reader never sees a half-written file, model folder or checkpoint.
 
-Every writer goes to a temporary file in the destination's folder and is moved into place with
+Every writer goes to a temporary file or folder in the destination's folder and is moved into place with
 :func:`os.replace`, which is atomic on POSIX and Windows when source and destination share a file system.
+Files and folders get the mode ``open()`` and ``mkdir()`` would give them under the process umask.
 """
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -16,14 +19,25 @@ import numpy as np
 import yaml
 
 
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+_UMASK_LOCK = threading.Lock()
 
 
-FILE_MODE = 0o666 & ~_umask()
-"""Mode of files written here: what ``open()`` would give (``mkstemp`` alone creates them 0600)."""
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows.
+
+    Linux reports it as ``Umask:`` in ``/proc/self/status``. Elsewhere it is read with the ``os.umask`` pair,
+    which sets it for an instant: to ``0o077``, so a file another thread creates meanwhile is only ever more
+    private than asked, never less.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    with _UMASK_LOCK:
+        umask = os.umask(0o077)
+        os.umask(umask)
+    return umask
 
 
 @contextlib.contextmanager
@@ -52,7 +66,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp_name, FILE_MODE)
+        os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp alone creates it 0600
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -87,3 +101,69 @@ def atomic_np_save(path: str | os.PathLike, obj: Any, allow_pickle: bool = False
     """``np.save`` to ``path`` atomically. ``allow_pickle`` is needed for dicts (the THINGS-EEG2 container)."""
     with atomic_open(path, "wb") as handle:
         np.save(handle, obj, allow_pickle=allow_pickle)
+
+
+def staging_path(path: str | os.PathLike) -> Path:
+    """The hidden sibling ``.<name>.tmp`` in which the folder ``path`` is built before it is moved into place."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp")
+
+
+def replace_directory(staging: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """Move the folder ``staging`` onto ``destination``, replacing a folder already there.
+
+    An existing ``destination`` is first renamed into a hidden ``.<name>.replaced-*`` sibling and deleted only
+    once ``staging`` has taken its name, so the old folder is never deleted before the new one is in place.
+
+    Raises
+    ------
+    NotADirectoryError
+        ``destination`` exists and is not a folder (it is left alone).
+    """
+    staging, destination = Path(staging), Path(destination)
+    if not destination.exists() and not destination.is_symlink():
+        os.replace(staging, destination)
+        return
+    if not destination.is_dir():
+        raise NotADirectoryError(f"{destination} exists and is not a folder; it is not replaced")
+    retired = Path(tempfile.mkdtemp(prefix=f".{destination.name}.replaced-", dir=destination.parent))
+    os.replace(destination, retired / destination.name)
+    os.replace(staging, destination)
+    shutil.rmtree(retired)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, unique: bool = False) -> Iterator[Path]:
+    """Yield an empty folder next to ``path``; when the block exits cleanly it replaces ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+        Final folder. Its parent is created if missing; a folder already there is replaced
+        (:func:`replace_directory`).
+    unique : bool
+        False: the staging folder is :func:`staging_path` (``.<name>.tmp``), and a leftover of an interrupted
+        run is deleted first. True: a new ``.<name>.partial-*`` folder per call, so two runs never write into
+        the same one.
+
+    Yields
+    ------
+    pathlib.Path
+        The staging folder. If the block raises it is deleted and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if unique:
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp alone creates it 0700
+    else:
+        staging = staging_path(path)
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir()
+    try:
+        yield staging
+        replace_directory(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,53 +1,9 @@
-"""Retrieval scores against enumerations over every distractor set."""
-
-import itertools
+"""Retrieval scores: keys, chance levels and the Monte-Carlo entries."""
 
 import numpy as np
-import pytest
 
+from ttdnet import ranking
 from ttdnet.eval import retrieval
-
-
-def enumerate_kway(row, target, k, t):
-    others = [i for i in range(len(row)) if i != target]
-    subsets = list(itertools.combinations(others, k - 1))
-    return sum(sum(row[i] >= row[target] for i in subset) < t for subset in subsets) / len(subsets)
-
-
-def test_ranks_count_ties_against_the_target():
-    similarity = np.array([[0.5, 0.5, 0.1], [0.2, 0.9, 0.3], [0.9, 0.8, 0.1]])
-    assert retrieval.ranks(similarity).tolist() == [2, 1, 3]
-
-
-@pytest.mark.parametrize(("k", "t"), [(2, 1), (3, 1), (4, 2), (8, 1), (8, 5)])
-def test_kway_exact_equals_enumeration(k, t):
-    rng = np.random.default_rng(0)
-    similarity = rng.standard_normal((8, 8)).round(1)  # rounding creates ties
-    expected = [enumerate_kway(similarity[j], j, k, t) for j in range(8)]
-    np.testing.assert_allclose(retrieval.kway_top_exact(similarity, k, t), expected, atol=1e-12)
-
-
-def test_full_gallery_kway_reduces_to_top_t():
-    rng = np.random.default_rng(1)
-    similarity = rng.standard_normal((10, 10))
-    for t in (1, 5):
-        np.testing.assert_allclose(retrieval.kway_top_exact(similarity, 10, t), retrieval.top_k(similarity, t))
-
-
-def test_targets_off_the_diagonal():
-    similarity = np.array([[0.1, 0.9, 0.2], [0.8, 0.1, 0.3]])
-    assert retrieval.top_k(similarity, 1, targets=np.array([1, 0])).tolist() == [1.0, 1.0]
-    assert retrieval.top_k(similarity, 1, targets=np.array([2, 2])).tolist() == [0.0, 0.0]
-
-
-def test_monte_carlo_is_seeded_and_close_to_exact():
-    rng = np.random.default_rng(2)
-    similarity = rng.standard_normal((20, 20)) + 0.8 * np.eye(20)
-    exact = retrieval.kway_top_exact(similarity, 4, 1).mean()
-    _, mean, (low, high) = retrieval.kway_top_monte_carlo(similarity, 4, 1, trials=500, seed=7)
-    _, mean_again, _ = retrieval.kway_top_monte_carlo(similarity, 4, 1, trials=500, seed=7)
-    assert mean == mean_again
-    assert abs(mean - exact) < 4 * (high - low) / (2 * 1.96)
 
 
 def test_retrieval_scores_keys_and_chance():
@@ -62,3 +18,14 @@ def test_retrieval_scores_keys_and_chance():
     chance = retrieval.retrieval_scores(unrelated, ks=(2, 10), ts=(1,))
     assert abs(chance["top1_2way"].value - 0.5) < 0.05
     assert abs(chance["top1_10way"].value - 0.1) < 0.03
+
+
+def test_retrieval_keys_list_the_exact_scores_in_order():
+    rng = np.random.default_rng(4)
+    similarity = rng.standard_normal((12, 12))
+    scores = retrieval.retrieval_scores(similarity, ks=(2, 4, 10, 50), ts=(1, 5), mc_trials=3, seed=2)
+    exact = [key for key in scores if not key.endswith("_mc")]
+    assert retrieval.retrieval_keys(12, (2, 4, 10, 50), (1, 5)) == exact
+    assert [key for key in scores if key.endswith("_mc")] == [f"{key}_mc" for key in exact if "way" in key]
+    mc = ranking.kway_top_monte_carlo(similarity, 10, 5, trials=3, seed=2)
+    assert scores["top5_10way_mc"].value == mc.mean and scores["top5_10way_mc"].ci95 == mc.ci95

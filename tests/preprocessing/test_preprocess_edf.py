@@ -59,6 +59,51 @@ def reference_windows(path, sfreq_target=100.0, l_freq=0.5, n_times=100, n_base=
     return windows - windows[:, :, :n_base].mean(axis=2, keepdims=True)
 
 
+def shrinkage_whitener(samples: np.ndarray) -> np.ndarray:
+    """Sigma^(-1/2) of (n_chans, n_samples) data: StandardScaler + ledoit_wolf + rescale, then scipy."""
+    scaler = StandardScaler()
+    z = scaler.fit_transform(samples.T)
+    sigma = scaler.scale_[:, None] * ledoit_wolf(z)[0] * scaler.scale_[None, :]
+    return scipy.linalg.fractional_matrix_power(sigma, -0.5).real
+
+
+def test_whitening_is_fitted_outside_bad_annotations(tmp_path):
+    """A BAD-annotated burst of huge noise is neither cut into windows nor part of the whitening fit."""
+    sfreq, n, n_times, n_base = 100.0, 3000, 100, 21
+    rng = np.random.default_rng(7)
+    labels = list(POSTERIOR_17_CHANNELS)
+    mixing = np.eye(len(labels)) + 0.3 * rng.standard_normal((len(labels), len(labels))) / 4
+    data = mixing @ rng.standard_normal((len(labels), n)) * 20e-6
+    burst = slice(1000, 1550)  # 10 ... 15.5 s: rejects the windows starting at 10 ... 15 s
+    data[:, burst] += rng.standard_normal((len(labels), burst.stop - burst.start)) * 5e-3  # 250x the background
+    raw = mne.io.RawArray(data, mne.create_info(labels, sfreq, "eeg"), verbose="error")
+    raw.set_annotations(mne.Annotations([10.0], [5.5], ["BAD_artifact"]))
+    path = tmp_path / "in" / "burst.edf"
+    path.parent.mkdir()
+    mne.export.export_raw(path, raw, fmt="edf", verbose="error")
+    # no high-pass: its filter would spread the burst into the neighbouring good samples
+    preprocess_edf(config_for(tmp_path / "in", tmp_path / "out", l_freq=None))
+    corpus = EEGWindowCorpus(tmp_path / "out")
+    got = np.stack([corpus[i] for i in range(len(corpus))])
+
+    x = mne.io.read_raw_edf(path, preload=True, verbose="error").get_data(picks=labels)  # as stored (16 bit)
+    good = np.ones(n, dtype=bool)
+    good[burst] = False
+    starts = [s for s in range(0, n - n_times + 1, n_times) if good[s : s + n_times].all()]
+    assert len(starts) == 24 and got.shape == (24, 17, 100)
+
+    def windows_whitened_on(samples):
+        whitened = shrinkage_whitener(samples) @ (x - samples.mean(axis=1, keepdims=True))
+        windows = np.stack([whitened[:, s : s + n_times] for s in starts])
+        return windows - windows[:, :, :n_base].mean(axis=2, keepdims=True)
+
+    expected = windows_whitened_on(x[:, good])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+    assert np.allclose(got.std(axis=(0, 2)), 1.0, atol=0.15)
+    whole_recording_fit = windows_whitened_on(x)
+    assert np.abs(got - whole_recording_fit).max() > 0.5 * np.abs(expected).max()
+
+
 def test_channel_names_are_standardised():
     assert [standardise_channel_name(dotted(label)) for label in ("Fc5", "Cz", "Fpz", "Poz", "Afz", "Iz", "Po7")] == [
         "FC5",

@@ -17,7 +17,7 @@ from sklearn.utils import shuffle
 
 from ttdnet.cli import main
 from ttdnet.data.channels import NICE_63_CHANNELS, POSTERIOR_17_CHANNELS, RAW_63_CHANNELS
-from ttdnet.data.things_eeg2 import read_preprocessed_eeg
+from ttdnet.data.preprocessed_eeg import read_preprocessed_eeg
 from ttdnet.errors import TtdnetError
 from ttdnet.preprocessing import mvnn
 from ttdnet.preprocessing.things_eeg2 import preprocess_things_eeg2

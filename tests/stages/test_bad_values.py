@@ -42,9 +42,9 @@ def one_line_error(capsys, command: str, expected: str) -> None:
     ],
 )
 def test_pretrain(things, tmp_path, capsys, flags, expected):
-    args = ["--dataset_root", str(things), "--output_dir", str(tmp_path / "run"), "--cache_dir", str(tmp_path / "c"),
-            "--encoder_preset", "tiny", "--decoder_heads", "2", "--max_train_steps", "2",
-            "--report_to", "none"]  # fmt: skip
+    args = ["--dataset_root", str(things), "--output_dir", str(tmp_path / "run"),
+            "--eeg_cache_dir", str(tmp_path / "c"), "--encoder_preset", "tiny", "--decoder_heads", "2",
+            "--max_train_steps", "2", "--report_to", "none"]  # fmt: skip
     assert main(["pretrain", *args, *flags]) == 1
     one_line_error(capsys, "pretrain", expected)
 

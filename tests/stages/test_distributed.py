@@ -47,7 +47,7 @@ def stage_a_data(tmp_path_factory):
 
 
 def stage_a_args(root, out, cache, **overrides):
-    values = {"dataset_root": root, "output_dir": out, "cache_dir": cache, "encoder_preset": "tiny",
+    values = {"dataset_root": root, "output_dir": out, "eeg_cache_dir": cache, "encoder_preset": "tiny",
               "decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2, "train_batch_size": 4, "val_fraction": 0.2,
               "num_train_epochs": 3, "lr_warmup_steps": 2, "validation_steps": 4, "checkpointing_steps": 6,
               "report_to": "none", "seed": 7, **overrides}  # fmt: skip

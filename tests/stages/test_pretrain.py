@@ -35,7 +35,7 @@ def accelerate_config(tmp_path_factory):
 def pretrain_args(dataset, output_dir, cache_dir, **overrides):
     options = {
         "dataset_root": dataset,
-        "cache_dir": cache_dir,
+        "eeg_cache_dir": cache_dir,
         "output_dir": output_dir,
         "encoder_preset": "tiny",
         "decoder_dim": 16,

@@ -102,7 +102,7 @@ def test_each_ratio_trains_on_its_nested_concepts_and_validates_on_the_same_held
 
 def test_every_ratio_starts_from_the_inter_model_and_the_reports_list_every_ratio(inter_run, finetuned):
     from ttdnet.models.fingerprint import state_fingerprint
-    from ttdnet.stages.retrieval_model import load_retrieval_model
+    from ttdnet.stages.retrieval_persistence import load_retrieval_model
 
     out, report = finetuned
     inter_fold = json.loads((inter_run / "inter" / "sub-03" / "fold_results.json").read_text())

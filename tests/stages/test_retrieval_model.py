@@ -8,15 +8,10 @@ import torch
 
 from ttdnet.eval.retrieval import retrieval_scores
 from ttdnet.models.registry import DEFAULT_SIGNAL, build_encoder
-from ttdnet.stages.retrieval_model import (
-    RetrievalModel,
-    SubjectAwareRouter,
-    gaussian_kernel,
-    gaussian_smooth,
-    load_retrieval_model,
-    mmd_weight,
-    save_retrieval_model,
-)
+from ttdnet.stages.contrastive import mmd_weight
+from ttdnet.stages.retrieval_augment import gaussian_kernel, gaussian_smooth
+from ttdnet.stages.retrieval_model import RetrievalModel, SubjectAwareRouter
+from ttdnet.stages.retrieval_persistence import load_retrieval_model, save_retrieval_model
 
 
 def test_mmd_weight_schedule():
@@ -60,7 +55,7 @@ def test_router_uses_the_global_prior_in_eval_and_the_subject_bias_in_training()
 
 
 def test_layer_dropout_masks_with_minus_infinity():
-    # R1: zeroing a negative logit would raise its weight; masking must only ever remove weight.
+    # Zeroing a negative logit would raise its weight; masking must only ever remove weight.
     torch.manual_seed(0)
     router = SubjectAwareRouter(4, 1, init_logits=[-3.0, -1.0, 0.0, 2.0], subject_dropout=1.0, layer_dropout=0.5)
     router.train()

@@ -60,7 +60,7 @@ def test_tiny_run_under_accelerate_launch(dataset, tmp_path):
     from ttdnet.data import ThingsEEG2Dataset
     from ttdnet.stages.feature_file import read_feature_file
     from ttdnet.stages.retrieval_eval import evaluate_split
-    from ttdnet.stages.retrieval_model import load_retrieval_model
+    from ttdnet.stages.retrieval_persistence import load_retrieval_model
 
     model, provenance = load_retrieval_model(fold_dir / "model")
     test = ThingsEEG2Dataset(root, split="test", subjects=[1], cache_dir=tmp_path / "cache")

@@ -4,12 +4,10 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
-import sys
-from importlib import metadata
 
 from ttdnet import __version__
-from ttdnet.cli import Command
+from ttdnet.command import Command
+from ttdnet.versions import package_versions, runtime_versions
 
 
 PACKAGES = (
@@ -24,7 +22,6 @@ PACKAGES = (
     "numpy",
     "scipy",
     "scikit-learn",
-    "torchmetrics",
     "lpips",
     "safetensors",
 )
@@ -48,18 +45,11 @@ def collect_environment() -> dict[str, object]:
     """
     import torch
 
-    packages = {}
-    for name in PACKAGES:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = "not installed"
     cuda = torch.cuda.is_available()
     return {
         "ttdnet": __version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": packages,
+        **runtime_versions(),
+        "packages": package_versions(PACKAGES),
         "cuda_available": cuda,
         "cuda_version": torch.version.cuda,
         "gpus": [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())] if cuda else [],

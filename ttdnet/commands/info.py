@@ -4,14 +4,20 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import ClassVar
 
-from ttdnet.cli import Command
+from ttdnet.command import Command
 from ttdnet.config import ConfigParser
 
 
 @dataclasses.dataclass
 class InfoConfig:
     """Options of ``ttdnet info`` (the dataset root is a positional argument)."""
+
+    RENAMED_OPTIONS: ClassVar[dict[str, str]] = {
+        "cache_dir": "--cache_dir is the model-download cache in every command; the float32 EEG cache is "
+        "--eeg_cache_dir",
+    }
 
     json: bool = dataclasses.field(default=False, metadata={"help": "print one JSON object instead of text"})
     eeg_dir: str | None = dataclasses.field(
@@ -20,8 +26,12 @@ class InfoConfig:
     image_dir: str | None = dataclasses.field(
         default=None, metadata={"help": "image-set folder (image_metadata.npy, training_images/, test_images/)"}
     )
-    cache_dir: str | None = dataclasses.field(
-        default=None, metadata={"help": "root of the float32 cache (default: $TTDNET_CACHE_DIR or ~/.cache/ttdnet)"}
+    eeg_cache_dir: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "float32 EEG cache root of the data layer; none: $TTDNET_CACHE_DIR, else "
+            "$XDG_CACHE_HOME/ttdnet or ~/.cache/ttdnet"
+        },
     )
 
 
@@ -46,7 +56,8 @@ def summarize_dataset(root: str, config: InfoConfig) -> dict:
     from tqdm.auto import tqdm
 
     from ttdnet.data.cache import load_cached_eeg
-    from ttdnet.data.things_eeg2 import PARTITIONS, ThingsEEG2FormatError, ThingsEEG2Layout, read_image_metadata
+    from ttdnet.data.image_metadata import read_image_metadata
+    from ttdnet.data.things_eeg2 import PARTITIONS, ThingsEEG2FormatError, ThingsEEG2Layout
 
     layout = ThingsEEG2Layout.discover(root, eeg_dir=config.eeg_dir, image_dir=config.image_dir, require_images=False)
     subjects: dict[str, dict] = {}
@@ -57,7 +68,7 @@ def summarize_dataset(root: str, config: InfoConfig) -> dict:
         if not path.is_file():
             subjects.setdefault(subject, {})[partition] = {"missing": str(path)}
             continue
-        cached = load_cached_eeg(path, config.cache_dir)
+        cached = load_cached_eeg(path, config.eeg_cache_dir)
         if reference is None:
             reference = cached
         elif cached.ch_names != reference.ch_names or cached.times.shape != reference.times.shape:

@@ -4,7 +4,7 @@ import argparse
 import dataclasses
 from typing import Literal
 
-from ttdnet.cli import Command
+from ttdnet.command import Command
 
 
 @dataclasses.dataclass

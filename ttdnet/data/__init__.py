@@ -17,13 +17,13 @@ _EXPORTS = {
     "channel_indices": "selection",
     "split_training_concepts": "selection",
     "time_window": "selection",
-    "ImageMetadata": "things_eeg2",
-    "PreprocessedEEG": "things_eeg2",
+    "ImageMetadata": "image_metadata",
+    "read_image_metadata": "image_metadata",
+    "PreprocessedEEG": "preprocessed_eeg",
+    "read_preprocessed_eeg": "preprocessed_eeg",
     "ThingsEEG2FormatError": "things_eeg2",
     "ThingsEEG2Layout": "things_eeg2",
     "locate_image_set": "things_eeg2",
-    "read_image_metadata": "things_eeg2",
-    "read_preprocessed_eeg": "things_eeg2",
 }
 __all__ = sorted(_EXPORTS)
 

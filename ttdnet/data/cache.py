@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ttdnet.data.things_eeg2 import read_preprocessed_eeg
+from ttdnet.data.preprocessed_eeg import read_preprocessed_eeg
 from ttdnet.io import atomic_open, atomic_write_json
 
 
@@ -108,7 +108,7 @@ def _read_entry(entry: Path, source: Path) -> CachedEEG | None:
 def load_cached_eeg(source: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> CachedEEG:
     """Memory-map the float32 cache of a preprocessed EEG file, converting it first if needed.
 
-    The source is read and validated with :func:`ttdnet.data.things_eeg2.read_preprocessed_eeg` whenever
+    The source is read and validated with :func:`ttdnet.data.preprocessed_eeg.read_preprocessed_eeg` whenever
     the cache is built or rebuilt (missing entry, or the source's size or modification time changed).
 
     Parameters

@@ -1,7 +1,7 @@
 """THINGS-EEG2 channel sets and the fixed repetition permutations of the official release.
 
-Sources: ``shared/specs/things-eeg2.md`` §1 (raw order), §3.3 (17-channel subset and permutations)
-and §4 (NICE order).
+The raw order, the 17-channel posterior subset, the NICE order and the repetition permutation are described
+in ``docs/data-format.md``.
 """
 
 import re

@@ -8,15 +8,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ttdnet.data.cache import CachedEEG, load_cached_eeg
+from ttdnet.data.image_metadata import read_image_metadata
 from ttdnet.data.selection import SelectionError, channel_indices, split_training_concepts, time_window
-from ttdnet.data.things_eeg2 import (
-    Partition,
-    ThingsEEG2FormatError,
-    ThingsEEG2Layout,
-    read_image_metadata,
-    subject_name,
-    subject_number,
-)
+from ttdnet.data.things_eeg2 import Partition, ThingsEEG2FormatError, ThingsEEG2Layout, subject_name, subject_number
 
 
 Split = Literal["train", "val", "test"]
@@ -57,7 +51,7 @@ class ThingsEEG2Dataset(Dataset):
     Parameters
     ----------
     root : path-like, optional
-        Dataset root (see :mod:`ttdnet.data.things_eeg2` for the layout).
+        Dataset root (the layout is described in ``docs/data-format.md``).
     split : {"train", "val", "test"}
         "train" and "val" are disjoint sets of *training* concepts (see ``val_fraction``); "test" is the
         test partition. The test partition never takes part in the validation split.

@@ -7,7 +7,7 @@ A corpus is a folder::
     <root>/shard-00001.npy
     ...
 
-The index records the **input contract** (design-sources D4): ``ch_names`` (order included), ``sfreq``,
+The index records the **input contract**: ``ch_names`` (order included), ``sfreq``,
 ``n_times`` and the normalisation. A model pretrained on the corpus stores the same three values; a later
 stage calls :meth:`EEGWindowCorpus.check_compatible` with its own and gets a :class:`WindowContractError`
 that names every mismatch instead of a silently misaligned model.
@@ -191,7 +191,7 @@ class EEGWindowCorpus:
         return out
 
     def check_compatible(self, ch_names: Sequence[str], sfreq: float, n_times: int) -> None:
-        """Refuse a consumer whose input contract differs from this corpus (design-sources D4).
+        """Refuse a consumer whose input contract (channels, rate, window) differs from this corpus.
 
         Parameters
         ----------

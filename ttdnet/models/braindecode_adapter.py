@@ -223,6 +223,27 @@ class BraindecodeEncoder(ModelMixin, ConfigMixin):
         return super().from_pretrained(*args, low_cpu_mem_usage=False, **kwargs)
 
     @classmethod
+    def from_encoder_folder(
+        cls, folder: str | os.PathLike, signal: dict, data_source: str, model_name: str, **defaults
+    ) -> "BraindecodeEncoder":
+        """A registry encoder from braindecode weights (:meth:`from_braindecode_pretrained` for ``model_name``).
+
+        Parameters
+        ----------
+        folder : path-like
+            braindecode ``save_pretrained`` output; its ``config.json`` gives the architecture.
+        signal : dict
+            Signal-contract keyword arguments of the data.
+        data_source : str
+            What the data is (unused: the encoder is built for ``signal``, so it always fits).
+        model_name : str
+            The registry entry's braindecode class name.
+        **defaults
+            The entry's other architecture keyword arguments (ignored).
+        """
+        return cls.from_braindecode_pretrained(folder, model_name, **signal)
+
+    @classmethod
     def from_braindecode_pretrained(
         cls,
         folder: str | os.PathLike,

@@ -1,6 +1,6 @@
 """EEGProject: the flatten -> linear -> residual GELU block -> LayerNorm encoder of SUPA-EEG (``EEGNetEncoder``).
 
-``shared/specs/design-sources.md`` §2.3: flatten ``C × T`` -> ``Linear(C·T -> hidden_dim)`` -> residual
+SUPA-EEG's layers: flatten ``C × T`` -> ``Linear(C·T -> hidden_dim)`` -> residual
 ``x + Dropout(Linear(GELU(x)))`` -> ``LayerNorm(hidden_dim)``. The projection into the shared retrieval space is
 not part of the encoder (the retrieval head adds it), so the encoder is reusable on its own.
 """

@@ -1,15 +1,20 @@
 """A digest of a module's weights: equal iff every parameter and buffer (name, shape, bytes) is identical."""
 
-import hashlib
+from collections.abc import Iterator
 
 import torch
 
+from ttdnet.hashing import sha256_chunks
+
+
+def _state_chunks(module: torch.nn.Module) -> Iterator[bytes]:
+    """Name, shape and raw bytes of every entry of ``module.state_dict()``, in name order."""
+    for key, value in sorted(module.state_dict().items()):
+        yield key.encode()
+        yield str(tuple(value.shape)).encode()
+        yield value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
 
 def state_fingerprint(module: torch.nn.Module) -> str:
-    """SHA-256 over every parameter and buffer of ``module``, in name order."""
-    digest = hashlib.sha256()
-    for key, value in sorted(module.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(str(tuple(value.shape)).encode())
-        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    """SHA-256 (hex) over every parameter and buffer of ``module``, in name order."""
+    return sha256_chunks(_state_chunks(module))

@@ -1,13 +1,14 @@
 """InceptSAD: multi-scale temporal convolution, depthwise spatial convolution, squeeze-excitation, tokens, transformer.
 
-After TTD-net's ``InceptSADEncoder`` (``shared/specs/design-sources.md`` §1.2), with its defects fixed: kernel
-lengths are given in seconds and converted with ``sfreq`` (A4 of §7.2 follows for the decoder), attention uses
-the standard ``1/sqrt(head_dim)`` scaling (A5), tokens get learned positions (A6), inputs must be
-``(batch, n_chans, n_times)`` (A12), and the signal contract (channel names, rate, window) is stored with
-the weights so a mismatch is caught on load (D4).
+After TTD-net's ``InceptSADEncoder``, with its defects fixed: kernel lengths are given in seconds and
+converted with ``sfreq`` (so the same configuration fits any sampling rate), attention uses the standard
+``1/sqrt(head_dim)`` scaling, tokens get learned positions, inputs must be ``(batch, n_chans, n_times)``, and
+the signal contract (channel names, rate, window) is stored with the weights so a mismatch is caught on load.
 """
 
 import math
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -15,7 +16,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ttdnet.errors import ConfigError
+from ttdnet.errors import ConfigError, TtdnetError
 from ttdnet.models.signal import SignalSpec, SignalSpecError
 from ttdnet.models.transformer import TransformerBlock
 
@@ -172,6 +173,42 @@ class InceptSADEncoder(ModelMixin, ConfigMixin):
                     nn.init.zeros_(module.bias)
         nn.init.trunc_normal_(self.positions, std=0.02)
 
+    @classmethod
+    def from_encoder_folder(
+        cls, folder: str | os.PathLike, signal: dict, data_source: str, **defaults
+    ) -> "InceptSADEncoder":
+        """A Stage A encoder from its ``save_pretrained`` folder, checked against the data's signal.
+
+        Parameters
+        ----------
+        folder : path-like
+            ``save_pretrained`` output (``config.json`` gives the architecture, so ``defaults`` are unused).
+        signal : dict
+            Signal-contract keyword arguments of the data (``chs_info``/``n_chans``, ``n_times``, ``sfreq``).
+        data_source : str
+            What the data is, for the message of a mismatch.
+        **defaults
+            The registry entry's architecture keyword arguments (ignored).
+
+        Raises
+        ------
+        TtdnetError
+            ``folder`` has no ``config.json``.
+        SignalSpecError
+            The saved channels, rate or window differ from the data's.
+        """
+        if not (Path(folder) / "config.json").is_file():
+            raise TtdnetError(f"{folder}: no config.json (a save_pretrained dir)")
+        encoder = cls.from_pretrained(folder)
+        data = SignalSpec.infer(**signal)
+        encoder.signal.check_matches(data.ch_names, data.n_times, data.sfreq, data_source)
+        return encoder
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of :meth:`embed`'s output (and of every token)."""
+        return self.config.embed_dim
+
     @property
     def ch_names(self) -> tuple[str, ...] | None:
         """Channel names the encoder was configured for, in input order (None if not recorded)."""
@@ -199,6 +236,19 @@ class InceptSADEncoder(ModelMixin, ConfigMixin):
             tokens = block(tokens)
         tokens = self.norm(tokens)
         return EncoderOutput(tokens=tokens, pooled=tokens.mean(dim=1))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """One embedding per window: the ``pooled`` token mean of :meth:`forward`.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (batch, n_chans, n_times)
+
+        Returns
+        -------
+        torch.Tensor, shape (batch, embed_dim)
+        """
+        return self(x).pooled
 
     @property
     def patch_length(self) -> int:

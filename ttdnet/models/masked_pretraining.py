@@ -1,9 +1,9 @@
 """Masked temporal pretraining: hide contiguous time segments, reconstruct them with a light decoder.
 
-After TTD-net's pretraining wrapper (``shared/specs/design-sources.md`` §1.3), with its defects fixed: the mask
-ratio is exact and segments never overlap (A1); masks are drawn for the whole batch at once from a
-``torch.Generator`` (A2); masked samples take a learned per-channel value rather than a silent zero (A3);
-the decoder predicts a fixed patch per token and crops, so any ``n_times`` works (A4).
+After TTD-net's pretraining wrapper, with its defects fixed: the mask ratio is exact and segments never
+overlap; masks are drawn for the whole batch at once from a ``torch.Generator``; masked samples take a learned
+per-channel value rather than a silent zero; the decoder predicts a fixed patch per token and crops, so any
+``n_times`` works.
 """
 
 from typing import Literal, NamedTuple

@@ -1,6 +1,6 @@
 """NICE's temporal-spatial convolution encoder ("TSConv" patch embedding + projection), rate independent.
 
-``shared/specs/design-sources.md`` §3.1: ``Conv2d(1 -> 40, (1, 25))`` -> ``AvgPool2d((1, 51), stride (1, 5))``
+NICE's layers: ``Conv2d(1 -> 40, (1, 25))`` -> ``AvgPool2d((1, 51), stride (1, 5))``
 -> BN -> ELU -> ``Conv2d(40 -> 40, (C, 1))`` -> BN -> ELU -> Dropout(0.5) -> ``Conv2d(40 -> 40, 1)`` ->
 flatten -> ``Linear(-> embed_dim)`` -> residual ``[GELU -> Linear -> Dropout]`` -> LayerNorm. NICE's kernel
 and pooling sizes are samples at 250 Hz; here they are given in seconds (0.1 s, 0.204 s, stride 0.02 s) and

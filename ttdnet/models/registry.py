@@ -3,14 +3,16 @@
 Every encoder follows the Stage A model contract: a diffusers ``ModelMixin``/``ConfigMixin`` (so
 ``save_pretrained``/``from_pretrained`` work), the signal parameters ``n_chans, n_times, sfreq, chs_info,
 input_window_seconds`` resolved by :meth:`ttdnet.models.signal.SignalSpec.infer` into ``model.signal``, and
-input ``(batch, n_chans, n_times)``. :func:`encode` turns any of them into one embedding ``(batch, D)``
-(``D = embedding_dim(model)``).
+input ``(batch, n_chans, n_times)``; what the registry reads from an encoder is :class:`EEGEncoder`.
+:func:`encode` turns any of them into one embedding ``(batch, D)`` (``D = embedding_dim(model)``).
 
 Adding an encoder is one file (the model) and one line in :data:`ENCODERS`; the tests in
 ``tests/test_encoder_registry.py`` are parametrised over this dict, so a new entry is tested automatically.
 """
 
 import dataclasses
+import os
+from typing import Protocol
 
 import torch
 
@@ -18,10 +20,43 @@ from ttdnet.data.channels import POSTERIOR_17_CHANNELS
 from ttdnet.errors import ConfigError, TtdnetError
 from ttdnet.models.braindecode_adapter import BraindecodeEncoder
 from ttdnet.models.eegproject import EEGProjectEncoder
-from ttdnet.models.inceptsad import EncoderOutput, InceptSADEncoder
+from ttdnet.models.inceptsad import InceptSADEncoder
 from ttdnet.models.nice import NICEEncoder
 from ttdnet.models.presets import encoder_preset
+from ttdnet.models.signal import SignalSpec
 from ttdnet.models.spatiotemporal import SpatioTemporalEncoder
+
+
+class EEGEncoder(Protocol):
+    """What the registry reads from an encoder, besides the constructor and ``save_pretrained``.
+
+    Attributes
+    ----------
+    signal : SignalSpec
+        The signal contract the encoder was built for.
+    embedding_dim : int
+        Width ``D`` of one embedding.
+
+    Notes
+    -----
+    ``forward(x)`` maps ``(batch, n_chans, n_times)`` to the embeddings ``(batch, D)``. Three members are
+    optional, for encoders that need them; the registry looks them up on the class:
+
+    - ``embed(x) -> (batch, D)``: the embeddings, when ``forward`` returns more (InceptSAD returns tokens and
+      their mean; ``embed`` gives the mean);
+    - ``n_tokens : int``: the length of the token sequence of an encoder that returns one (the Stage B bridge
+      needs it, see :func:`token_count`);
+    - classmethod ``from_encoder_folder(folder, signal, data_source, **defaults)``: the encoder from saved
+      weights, checked against the data's ``signal`` (``defaults`` are the registry entry's architecture
+      keyword arguments; see :func:`build_pretrained_encoder`).
+    """
+
+    signal: SignalSpec
+
+    @property
+    def embedding_dim(self) -> int: ...
+
+    def __call__(self, x: torch.Tensor): ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +189,45 @@ def build_encoder(name: str, signal: dict, size: str = "default", **overrides):
     return entry.cls(**signal, **kwargs)
 
 
+def pretrained_encoder_names() -> list[str]:
+    """Names of the registered encoders that can start from saved weights (``from_encoder_folder``)."""
+    return [name for name in encoder_names() if hasattr(ENCODERS[name].cls, "from_encoder_folder")]
+
+
+def build_pretrained_encoder(name: str, folder: str | os.PathLike, signal: dict, data_source: str):
+    """A registered encoder that starts from saved weights in a local folder.
+
+    Parameters
+    ----------
+    name : str
+        Registry key of an encoder with ``from_encoder_folder`` (see :func:`pretrained_encoder_names`).
+    folder : path-like
+        The saved weights, in the format of the encoder's class (``save_pretrained`` output).
+    signal : dict
+        Signal-contract keyword arguments of the data.
+    data_source : str
+        What the data is, for the message of a mismatch.
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Raises
+    ------
+    KeyError
+        ``name`` is not registered.
+    TtdnetError
+        The encoder cannot start from saved weights, or the folder does not fit (see its class).
+    """
+    entry = ENCODERS.get(name)
+    if entry is None:
+        raise KeyError(f"unknown EEG encoder {name!r}; registered: {encoder_names()}")
+    load = getattr(entry.cls, "from_encoder_folder", None)
+    if load is None:
+        raise TtdnetError(f"encoder {name!r} cannot start from saved weights; these can: {pretrained_encoder_names()}")
+    return load(folder, signal, data_source, **entry.defaults)
+
+
 def build_pretrained_braindecode_encoder(name: str, folder, signal: dict) -> BraindecodeEncoder:
     """A registered braindecode encoder that starts from braindecode weights in a local folder.
 
@@ -175,17 +249,15 @@ def build_pretrained_braindecode_encoder(name: str, folder, signal: dict) -> Bra
     if entry is None or entry.cls is not BraindecodeEncoder:
         braindecode_names = [key for key, value in ENCODERS.items() if value.cls is BraindecodeEncoder]
         raise TtdnetError(f"encoder {name!r} does not load braindecode weights; use one of {braindecode_names}")
-    return BraindecodeEncoder.from_braindecode_pretrained(folder, entry.defaults["model_name"], **signal)
+    return build_pretrained_encoder(name, folder, signal, "the data")
 
 
-def embedding_dim(encoder) -> int:
+def embedding_dim(encoder: EEGEncoder) -> int:
     """Width ``D`` of :func:`encode`'s output for ``encoder``."""
-    if isinstance(encoder, InceptSADEncoder):
-        return int(encoder.config.embed_dim)
     return int(encoder.embedding_dim)
 
 
-def token_count(encoder) -> int:
+def token_count(encoder: EEGEncoder) -> int:
     """Number of tokens an encoder returns per window (for the Stage B resampler).
 
     Raises
@@ -202,21 +274,22 @@ def token_count(encoder) -> int:
     return int(n_tokens)
 
 
-def encode(encoder, x: torch.Tensor) -> torch.Tensor:
+def encode(encoder: EEGEncoder, x: torch.Tensor) -> torch.Tensor:
     """One embedding per window.
 
     Parameters
     ----------
-    encoder : a registered encoder
+    encoder : EEGEncoder
     x : torch.Tensor, shape (batch, n_chans, n_times)
 
     Returns
     -------
     torch.Tensor, shape (batch, embedding_dim(encoder))
-        InceptSAD's ``pooled`` token mean, the others' output.
+        The encoder's ``embed(x)`` where its class defines one, else its output.
     """
-    output = encoder(x)
-    return output.pooled if isinstance(output, EncoderOutput) else output
+    if hasattr(type(encoder), "embed"):
+        return encoder.embed(x)
+    return encoder(x)
 
 
 DEFAULT_SIGNAL = {"chs_info": [{"ch_name": name} for name in POSTERIOR_17_CHANNELS], "n_times": 100, "sfreq": 100.0}

@@ -9,12 +9,12 @@ every conditioning width, so tests can check that nothing is hard-coded.
 """
 
 import os
-import shutil
 from pathlib import Path
 
 import torch
 
 from ttdnet.errors import ConfigError
+from ttdnet.io import atomic_directory
 
 
 SDXL_SCHEDULER_CONFIG = {
@@ -115,9 +115,6 @@ def save_sdxl_folder(path: str | os.PathLike, unet, vae, scheduler, extra_files:
     from diffusers import StableDiffusionXLPipeline
 
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    if temporary.exists():
-        shutil.rmtree(temporary)
     pipeline = StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=None,
@@ -127,12 +124,10 @@ def save_sdxl_folder(path: str | os.PathLike, unet, vae, scheduler, extra_files:
         unet=unet,
         scheduler=scheduler,
     )
-    pipeline.save_pretrained(temporary)
-    for name, text in (extra_files or {}).items():
-        (temporary / name).write_text(text, encoding="utf-8")
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(temporary, path)
+    with atomic_directory(path) as temporary:
+        pipeline.save_pretrained(temporary)
+        for name, text in (extra_files or {}).items():
+            (temporary / name).write_text(text, encoding="utf-8")
     return path
 
 

@@ -1,4 +1,4 @@
-"""Epoched, whitened single trials in the layout of the official preprocessed files (spec §3.3, §7).
+"""Epoched, whitened single trials in the layout of the official preprocessed files (``docs/data-format.md``).
 
 For one subject and partition, :func:`simulate_partition` returns ``(n_images, n_repetitions, C, 100)``:
 evoked response × session gain + noise × session noise level, baseline-corrected over −200 … 0 ms and
@@ -34,7 +34,7 @@ def training_sessions(
     """Session (0 … 3) of each training trial in merged order (earlier session first).
 
     Sessions 1 and 2 split the concepts in random halves, and so do sessions 3 and 4 with a new split
-    (spec §1); the first ``ceil(R / 2)`` merged repetitions come from the earlier session.
+    (THINGS-EEG2's session design); the first ``ceil(R / 2)`` merged repetitions come from the earlier session.
 
     Returns
     -------

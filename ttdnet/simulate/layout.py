@@ -1,4 +1,4 @@
-"""THINGS-EEG2 image-set naming: concept folders, image files and ``image_metadata.npy`` (spec §5, §11.C)."""
+"""THINGS-EEG2 image-set naming: concept folders, image files and ``image_metadata.npy`` (``docs/data-format.md``)."""
 
 import dataclasses
 

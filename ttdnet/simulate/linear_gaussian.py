@@ -39,6 +39,7 @@ import numpy as np
 
 from ttdnet.data.channels import POSTERIOR_17_CHANNELS, RAW_63_CHANNELS
 from ttdnet.errors import ConfigError
+from ttdnet.ranking import ranks
 from ttdnet.simulate.eeg_model import EegModel
 from ttdnet.simulate.epochs import TIMES
 from ttdnet.simulate.names import stable_seed
@@ -241,8 +242,8 @@ def _solve_lower(root: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def top_k_hits(scores: np.ndarray, topk=(1, 5)) -> dict[int, np.ndarray]:
     """Per query, whether the target (query ``i`` ↔ gallery item ``i``) is among the ``k`` best scores.
 
-    Ties count against the target: its rank is the number of items scoring at least as high, itself excluded,
-    plus one.
+    Ties count against the target: the rank is :func:`ttdnet.ranking.ranks`, one plus the number of other
+    items the target does not score strictly above.
 
     Parameters
     ----------
@@ -253,10 +254,7 @@ def top_k_hits(scores: np.ndarray, topk=(1, 5)) -> dict[int, np.ndarray]:
     dict
         ``{k: bool array (n,)}``.
     """
-    target = np.diag(scores)[:, None]
-    others = scores >= target
-    np.fill_diagonal(others, False)
-    rank = others.sum(axis=1) + 1
+    rank = ranks(scores)
     return {k: rank <= k for k in topk}
 
 

@@ -1,4 +1,4 @@
-"""Continuous raw recordings in the published ``raw_eeg_{training,test}.npy`` format (spec §6.1, §11.D).
+"""Continuous raw recordings in the published ``raw_eeg_{training,test}.npy`` format (``docs/data-format.md``).
 
 For one subject and session, :func:`simulate_raw_session` lays out the RSVP presentation sequence (every image
 of the session shown as often as the session design says, a few extra repeats and target trials, onsets every

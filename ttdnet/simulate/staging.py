@@ -8,12 +8,11 @@ and the user asked to overwrite; anything else is refused, so a user's files are
 import contextlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from ttdnet.errors import TtdnetError
+from ttdnet.io import atomic_directory
 
 
 MARKER_FILE = "simulation.json"
@@ -71,30 +70,10 @@ def staged_directory(destination: str | os.PathLike, overwrite: bool) -> Iterato
     Yields
     ------
     pathlib.Path
-        The staging folder; it is deleted if the block raises.
+        The staging folder, a new ``.<name>.partial-*`` folder per run; it is deleted if the block raises.
     """
     destination = Path(destination)
     check_destination(destination, overwrite)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
-    try:
+    with atomic_directory(destination, unique=True) as staging:
         yield staging
         check_destination(destination, overwrite)
-        _move_into_place(staging, destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _move_into_place(staging: Path, destination: Path) -> None:
-    if not destination.exists():
-        os.replace(staging, destination)
-        return
-    if not any(destination.iterdir()):
-        destination.rmdir()
-        os.replace(staging, destination)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{destination.name}.replaced-", dir=destination.parent))
-    os.replace(destination, retired / destination.name)
-    os.replace(staging, destination)
-    shutil.rmtree(retired)

@@ -1,6 +1,6 @@
 """``simulate_dataset``: write a synthetic THINGS-EEG2 dataset in the official on-disk formats.
 
-Layout (spec §3, §5)::
+Layout (that of the official release; described in ``docs/synthetic-data.md``, "What is written")::
 
     <output_dir>/
       preprocessed_data/sub-XX/preprocessed_eeg_{training,test}.npy
@@ -17,7 +17,6 @@ import dataclasses
 import platform
 import time
 from concurrent.futures import ThreadPoolExecutor
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from ttdnet.simulate.images import concept_style, encode_jpeg, render_image
 from ttdnet.simulate.layout import ImageEntry, build_entries, image_metadata
 from ttdnet.simulate.names import concept_names, stable_seed
 from ttdnet.simulate.staging import GENERATOR, staged_directory
+from ttdnet.versions import package_versions
 
 
 FORMAT_VERSION = 1
@@ -227,9 +227,7 @@ def _write_raw_subject(
 
 
 def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "ttdnet": ttdnet.__version__}
-    versions.update({package: metadata.version(package) for package in VERSIONED_PACKAGES})
-    return versions
+    return {"python": platform.python_version(), "ttdnet": ttdnet.__version__, **package_versions(VERSIONED_PACKAGES)}
 
 
 def simulate_dataset(config: Any) -> SimulationSummary:
