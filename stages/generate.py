@@ -13,6 +13,7 @@ import json
 from typing import ClassVar, Literal
 
 from ttdnet.command import Command
+from ttdnet.config import SEED_RANGE
 
 
 @dataclasses.dataclass
@@ -27,6 +28,7 @@ class GenerateConfig:
         "height": "[8, inf)",
         "width": "[8, inf)",
         "grid_trials": "[0, inf)",
+        "seed": SEED_RANGE,
     }
 
     # Inputs.

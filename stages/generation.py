@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ttdnet.devices import resolve_device
 from ttdnet.errors import TtdnetError
-from ttdnet.io import atomic_open, atomic_write_text
+from ttdnet.io import atomic_open, atomic_write_text, remove_stale_temporaries
 
 
 logger = logging.getLogger(__name__)
@@ -47,14 +48,9 @@ def make_scheduler(name: str, config):
     return DDIMScheduler.from_config(config)
 
 
-def resolve_device(device: str | None, mixed_precision: str) -> tuple[torch.device, torch.dtype]:
+def device_and_dtype(device: str | None, mixed_precision: str) -> tuple[torch.device, torch.dtype]:
     """The device (a clear error for one that does not exist) and the UNet dtype."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda":
-        if not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count():
-            raise TtdnetError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type != "cpu":
-        raise TtdnetError(f"--device {device}: use cpu, cuda or cuda:N")
+    device = resolve_device(device)
     if mixed_precision == "auto":
         if device.type == "cpu":
             return device, torch.float32  # bf16 on CPUs without native support is far slower than fp32
@@ -63,7 +59,8 @@ def resolve_device(device: str | None, mixed_precision: str) -> tuple[torch.devi
 
 
 def open_output(config) -> Path:
-    """Check ``output_dir`` (one set of images per folder), clear it with ``--overwrite``, save ``config.yaml``."""
+    """Check ``output_dir`` (one set of images per folder), clear it with ``--overwrite`` and of a killed run's
+    temporary files, save ``config.yaml``."""
     import shutil
 
     from ttdnet.config import save_config
@@ -80,6 +77,8 @@ def open_output(config) -> Path:
     elif saved is not None:
         changed_options(saved, config, MAY_CHANGE, f"cannot add to the images in {out}", "generated")
     (out / "images").mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / "images"):  # what a killed run was writing
+        remove_stale_temporaries(folder)
     save_config(config, out / CONFIG_NAME, command="generate")
     return out
 
@@ -131,7 +130,7 @@ def generate(config) -> dict:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     if config.bridge is None or config.eeg is None:
         raise TtdnetError("give --bridge (a trained Stage B folder) and --eeg (the EEG to generate from)")
-    device, dtype = resolve_device(config.device, config.mixed_precision)
+    device, dtype = device_and_dtype(config.device, config.mixed_precision)
     base = {key: getattr(config, key) for key in ("pretrained_model_name_or_path", "pretrained_vae_model_name_or_path",
                                                   "revision", "variant", "cache_dir")}  # fmt: skip
     pipeline, conditioner, record = load_trained_bridge(config.bridge, base)

@@ -21,11 +21,12 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from ttdnet.command import Command
+from ttdnet.config import SEED_RANGE
 from ttdnet.simulate.linear_gaussian import LinearGaussianParameters
 
 
@@ -41,6 +42,17 @@ FEATURE_FILE = "features/linear_gaussian.safetensors"
 @dataclasses.dataclass
 class CeilingDataConfig(LinearGaussianParameters):
     """Options of ``ttdnet simulate-ceiling``: scale and destination, then the model's knobs."""
+
+    OPTION_RANGES: ClassVar[dict[str, str]] = {
+        "n_subjects": "[1, 99]",  # THINGS folder names: sub-01 ... sub-99
+        "n_train_concepts": "[1, inf)",
+        "images_per_concept": "[1, 99]",  # THINGS file names: <concept>_01b.jpg ... _99b.jpg
+        "n_test_images": "[5, inf)",  # top-5 needs at least five
+        "train_repetitions": "[2, inf)",  # the baselines estimate the noise from repetitions
+        "test_repetitions": "[1, inf)",
+        "ceiling_draws": "[1, inf)",
+        "seed": SEED_RANGE,
+    }
 
     output_dir: str = dataclasses.field(default="data/synthetic-ceiling", metadata={"help": "dataset root to write"})
     n_subjects: int = dataclasses.field(default=1, metadata={"help": "subjects, written as sub-01, sub-02, ..."})
@@ -61,22 +73,6 @@ class CeilingDataConfig(LinearGaussianParameters):
     )
 
 
-def _check(config: CeilingDataConfig) -> None:
-    from ttdnet.errors import ConfigError
-
-    for name in ("n_subjects", "n_train_concepts", "images_per_concept", "n_test_images", "test_repetitions"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"{name} is {getattr(config, name)}; it must be at least 1")
-    if config.train_repetitions < 2:
-        raise ConfigError(f"train_repetitions is {config.train_repetitions}; baselines need at least 2")
-    if config.n_test_images < 5:
-        raise ConfigError(f"n_test_images is {config.n_test_images}; top-5 needs at least 5")
-    if config.ceiling_draws < 1:
-        raise ConfigError(f"ceiling_draws is {config.ceiling_draws}; it must be at least 1")
-    if config.images_per_concept > 99 or config.n_subjects > 99:
-        raise ConfigError("images_per_concept and n_subjects allow at most 99 (THINGS file and folder names)")
-
-
 def parameters_of(config: CeilingDataConfig) -> LinearGaussianParameters:
     """The model knobs of ``config`` (its :class:`LinearGaussianParameters` fields)."""
     names = [field.name for field in dataclasses.fields(LinearGaussianParameters)]
@@ -94,7 +90,7 @@ def write_ceiling_dataset(config: CeilingDataConfig) -> dict:
     import torch
     from tqdm.auto import tqdm
 
-    from ttdnet.config import config_to_dict, save_config
+    from ttdnet.config import check_option_ranges, config_to_dict, save_config
     from ttdnet.data.channels import POSTERIOR_17_CHANNELS, RAW_63_CHANNELS
     from ttdnet.io import atomic_np_save, atomic_open, atomic_write_json
     from ttdnet.simulate.layout import build_entries, image_metadata
@@ -104,7 +100,7 @@ def write_ceiling_dataset(config: CeilingDataConfig) -> dict:
     from ttdnet.simulate.writer import official_eeg_file
     from ttdnet.stages.feature_file import write_feature_file
 
-    _check(config)
+    check_option_ranges(config)  # also when called from code, not the command line
     started = time.perf_counter()
     parameters = parameters_of(config)
     channels = list(POSTERIOR_17_CHANNELS if config.n_chans == 17 else RAW_63_CHANNELS)

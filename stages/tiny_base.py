@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from ttdnet.command import Command
+from ttdnet.config import SEED_RANGE
 from ttdnet.errors import ConfigError
 
 
@@ -31,6 +32,7 @@ class TinyBaseConfig:
         "vae_batch_size": "[1, inf)",
         "vae_learning_rate": "(0, inf)",
         "kl_weight": "[0, inf)",
+        "seed": SEED_RANGE,
     }
 
     image_dir: str | None = dataclasses.field(
@@ -86,10 +88,10 @@ def check_output_dir(config: TinyBaseConfig) -> Path:
 
 
 def run(config: TinyBaseConfig, namespace: argparse.Namespace) -> int:
-    import torch
 
     from ttdnet.config import config_to_dict
     from ttdnet.data.things_eeg2 import locate_image_set
+    from ttdnet.devices import resolve_device
     from ttdnet.models.tiny_sdxl import build_tiny_sdxl, save_sdxl_folder
     from ttdnet.stages.vae_fit import fit_vae
 
@@ -98,7 +100,7 @@ def run(config: TinyBaseConfig, namespace: argparse.Namespace) -> int:
     if config.resolution % 4:
         raise ConfigError(f"--resolution must be a multiple of 4 (VAE and UNet downsampling), got {config.resolution}")
     output = check_output_dir(config)
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(config.device)
     image_dir = locate_image_set(config.image_dir)
     images = load_training_images(image_dir, config.resolution).to(device)
     components = build_tiny_sdxl(config.preset, config.seed)

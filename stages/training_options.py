@@ -3,6 +3,9 @@
 Cheap to import: the CLI reads these when it builds a command's parser (see :mod:`ttdnet.config`).
 """
 
+from ttdnet.config import SEED_RANGE
+
+
 TRAINING_OPTION_RANGES: dict[str, str] = {
     "val_fraction": "[0, 1)",
     "train_batch_size": "[1, inf)",
@@ -14,6 +17,8 @@ TRAINING_OPTION_RANGES: dict[str, str] = {
     "dataloader_num_workers": "[0, inf)",
     "checkpointing_steps": "[1, inf)",
     "checkpoints_total_limit": "[1, inf)",
+    "seed": SEED_RANGE,
+    "split_seed": SEED_RANGE,
 }
 """Merged into each training config's ``OPTION_RANGES``."""
 

@@ -12,8 +12,10 @@ from ttdnet.io import (
     atomic_open,
     atomic_write_json,
     atomic_write_text,
+    remove_stale_temporaries,
     replace_directory,
     staging_path,
+    temporary_prefix,
 )
 
 
@@ -141,3 +143,52 @@ def test_atomic_directory_clears_a_leftover_of_an_interrupted_run(tmp_path):
     with atomic_directory(tmp_path / "model") as staging:
         assert os.listdir(staging) == []
     assert os.listdir(tmp_path) == ["model"] and os.listdir(tmp_path / "model") == []
+
+
+KILLED_MID_WRITE = """
+import os, sys
+from ttdnet.io import atomic_directory, atomic_open
+folder = sys.argv[1]
+with atomic_directory(os.path.join(folder, "dataset"), unique=True) as staging:
+    open(os.path.join(staging, "half.npy"), "w").write("x")
+    with atomic_open(os.path.join(folder, "metrics.json"), "w") as handle:
+        handle.write("{")
+        handle.flush()
+        print("writing", flush=True)
+        {ending}
+"""
+
+
+def run_writer(folder, ending):
+    code = KILLED_MID_WRITE.replace("{ending}", ending)
+    return subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
+
+
+def test_the_temporaries_of_a_killed_writer_are_removed_and_a_live_ones_kept(tmp_path):
+    killed = run_writer(tmp_path, "os._exit(9)")  # no cleanup code runs, as after SIGKILL
+    assert killed.stdout.readline() == "writing\n" and killed.wait() == 9
+    stale = sorted(entry.name for entry in tmp_path.iterdir())
+    assert len(stale) == 2 and all(name.startswith((".dataset.ttdnet-", ".metrics.json.ttdnet-")) for name in stale)
+    live = run_writer(tmp_path, "import time; time.sleep(60)")
+    assert live.stdout.readline() == "writing\n"
+    foreign = tmp_path / ".model.ttdnet-1-00000000-partial-abc"  # another host's: its process cannot be checked
+    foreign.mkdir()
+    (tmp_path / ".notes.tmp").write_text("not ours")  # a name ttdnet does not make
+    try:
+        assert remove_stale_temporaries(tmp_path, name="other") == []
+        removed = remove_stale_temporaries(tmp_path)
+        assert sorted(path.name for path in removed) == stale
+        left = {entry.name for entry in tmp_path.iterdir()}
+        assert left == {foreign.name, ".notes.tmp", *(n for n in left if f"ttdnet-{live.pid}-" in n)}
+        assert len(left) == 4  # the live writer's folder and file are untouched
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_temporary_names_carry_the_writer(tmp_path):
+    assert temporary_prefix("a.png") == f".a.png.ttdnet-{os.getpid()}-" + temporary_prefix("x").split("-")[2] + "-"
+    with atomic_open(tmp_path / "a.png"):
+        (temporary,) = os.listdir(tmp_path)
+        assert temporary.startswith(temporary_prefix("a.png")) and temporary.endswith(".tmp")
+    assert remove_stale_temporaries(tmp_path / "missing") == []

@@ -3,6 +3,10 @@
 import dataclasses
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +207,26 @@ def test_an_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         simulate_dataset(small_config(tmp_path / "ds"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
+    """SIGKILL runs no cleanup code: the hidden staging folder stays until the next run into that folder."""
+    arguments = [f"--{key}={value}" for key, value in SMALL.items()] + ["--n_subjects=2"]
+    command = [sys.executable, "-m", "ttdnet", "simulate", "--output_dir", str(tmp_path / "ds"), *arguments]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        staging = list(tmp_path.glob(".ds.ttdnet-*partial-*/preprocessed_data"))
+        if staging:
+            break
+        time.sleep(0.005)
+    process.kill()
+    assert process.wait() == -signal.SIGKILL, "simulate finished before it could be killed"
+    (left,) = (path.name for path in tmp_path.iterdir())
+    assert left.startswith(f".ds.ttdnet-{process.pid}-") and "partial-" in left
+    (tmp_path / "elsewhere.txt").write_text("a user's file")
+    simulate_dataset(small_config(tmp_path / "ds", n_subjects=1))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ds", "elsewhere.txt"]
 
 
 def test_cli_help_and_run(tmp_path, capsys):

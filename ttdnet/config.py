@@ -10,6 +10,8 @@ then flags on the command line (the TRL ``TrlParser`` semantics). Parsing is don
 * numeric ranges: a config class may declare ``OPTION_RANGES: ClassVar[dict[str, str]]`` mapping field
   names to intervals such as ``"(0, 1)"`` or ``"[1, inf)"``; every value (flag or YAML) is checked against
   them before the command runs, and ``--help`` shows them;
+* devices: a field named ``device`` is checked with :func:`ttdnet.devices.resolve_device` (it must name a
+  device this machine has) when the options are parsed;
 * help groups: a config class may declare ``OPTION_GROUPS: ClassVar[dict[str, str]]`` mapping every field
   to one of the groups of :data:`OPTION_GROUP_TITLES` (data, model, optimisation, ...); ``--help`` then lists
   the options group by group;
@@ -43,9 +45,11 @@ from ttdnet.io import atomic_write_yaml
 
 __all__ = [
     "OPTION_GROUP_TITLES",
+    "SEED_RANGE",
     "ConfigError",
     "ConfigParser",
     "LazyChoices",
+    "check_option_ranges",
     "config_to_dict",
     "load_yaml_overrides",
     "option_groups",
@@ -55,6 +59,9 @@ __all__ = [
 ]
 
 ConfigT = TypeVar("ConfigT")
+
+SEED_RANGE = "[0, 4294967295]"
+"""The ``OPTION_RANGES`` entry of a seed: what numpy's and torch's generators both accept."""
 
 OPTION_GROUP_TITLES: dict[str, str] = {
     "data": "data",
@@ -155,6 +162,18 @@ def _check_range(name: str, value: Any, interval: Interval, source: str) -> None
     for item in values:
         if item is not None and item not in interval:
             raise ConfigError(f"{source}: '{name}' is {item!r}; it must be in {interval.text}")
+
+
+def check_option_ranges(config: Any) -> None:
+    """Check a config instance built in code (not parsed) against its class's ``OPTION_RANGES``.
+
+    Raises
+    ------
+    ConfigError
+        The first value outside its range, named as the parser names it.
+    """
+    for name, interval in option_ranges(type(config)).items():
+        _check_range(name, getattr(config, name), interval, "option")
 
 
 def option_groups(config_class: type) -> dict[str, str]:
@@ -396,6 +415,10 @@ class ConfigParser(HfArgumentParser):
                 )
                 if field.name in self.ranges:
                     _check_range(field.name, values[field.name], self.ranges[field.name], "option")
+                if field.name == "device":
+                    from ttdnet.devices import resolve_device  # imports torch: only once a command runs
+
+                    resolve_device(values[field.name])
         return self.config_class(**values), namespace
 
 

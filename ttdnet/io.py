@@ -3,12 +3,19 @@
 Every writer goes to a temporary file or folder in the destination's folder and is moved into place with
 :func:`os.replace`, which is atomic on POSIX and Windows when source and destination share a file system.
 Files and folders get the mode ``open()`` and ``mkdir()`` would give them under the process umask.
+
+Temporary names carry their writer, ``.<name>.ttdnet-<pid>-<host>-<random>``, so that the next run can
+tell a left-over of a killed process from the work of one still running: :func:`remove_stale_temporaries`
+deletes those whose process, on this host, is gone.
 """
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -20,6 +27,62 @@ import yaml
 
 
 _UMASK_LOCK = threading.Lock()
+
+_HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+_TEMPORARY_NAME = re.compile(r"^\..+\.ttdnet-(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-")
+
+
+def temporary_prefix(name: str) -> str:
+    """The start of a temporary name for ``name`` written by this process: ``.<name>.ttdnet-<pid>-<host>-``."""
+    return f".{name}.ttdnet-{os.getpid()}-{_HOST_TAG}-"
+
+
+def _process_is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Delete the temporary files and folders that killed ttdnet processes left in ``folder``.
+
+    Only names made with :func:`temporary_prefix` are considered, and only those written on this host by a
+    process that no longer runs; a temporary of a live process (another run writing there now) or of another
+    host (a shared file system) is left alone.
+
+    Parameters
+    ----------
+    folder : path-like
+        Where to look (not recursive). A missing folder holds nothing.
+    name : str, optional
+        Only the temporaries of this file or folder name (``.<name>.ttdnet-...``).
+
+    Returns
+    -------
+    list of pathlib.Path
+        What was deleted.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        match = _TEMPORARY_NAME.match(entry.name)
+        if match is None or (name is not None and not entry.name.startswith(f".{name}.ttdnet-")):
+            continue
+        if match["host"] != _HOST_TAG or _process_is_running(int(match["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
+    return removed
 
 
 def current_umask() -> int:
@@ -60,7 +123,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise ValueError(f"atomic_open supports mode 'wb' or 'w', got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
             yield handle
@@ -112,8 +175,9 @@ def staging_path(path: str | os.PathLike) -> Path:
 def replace_directory(staging: str | os.PathLike, destination: str | os.PathLike) -> None:
     """Move the folder ``staging`` onto ``destination``, replacing a folder already there.
 
-    An existing ``destination`` is first renamed into a hidden ``.<name>.replaced-*`` sibling and deleted only
-    once ``staging`` has taken its name, so the old folder is never deleted before the new one is in place.
+    An existing ``destination`` is first renamed into a hidden ``.<name>.ttdnet-...-replaced-*`` sibling and
+    deleted only once ``staging`` has taken its name, so the old folder is never deleted before the new one is
+    in place.
 
     Raises
     ------
@@ -126,7 +190,7 @@ def replace_directory(staging: str | os.PathLike, destination: str | os.PathLike
         return
     if not destination.is_dir():
         raise NotADirectoryError(f"{destination} exists and is not a folder; it is not replaced")
-    retired = Path(tempfile.mkdtemp(prefix=f".{destination.name}.replaced-", dir=destination.parent))
+    retired = Path(tempfile.mkdtemp(prefix=temporary_prefix(destination.name) + "replaced-", dir=destination.parent))
     os.replace(destination, retired / destination.name)
     os.replace(staging, destination)
     shutil.rmtree(retired)
@@ -143,8 +207,8 @@ def atomic_directory(path: str | os.PathLike, unique: bool = False) -> Iterator[
         (:func:`replace_directory`).
     unique : bool
         False: the staging folder is :func:`staging_path` (``.<name>.tmp``), and a leftover of an interrupted
-        run is deleted first. True: a new ``.<name>.partial-*`` folder per call, so two runs never write into
-        the same one.
+        run is deleted first. True: a new ``.<name>.ttdnet-<pid>-<host>-partial-*`` folder per call, so two
+        runs never write into the same one.
 
     Yields
     ------
@@ -154,7 +218,7 @@ def atomic_directory(path: str | os.PathLike, unique: bool = False) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if unique:
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+        staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(path.name) + "partial-", dir=path.parent))
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp alone creates it 0700
     else:
         staging = staging_path(path)

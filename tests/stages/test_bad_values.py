@@ -1,10 +1,14 @@
 """A bad value given to a training command is one clear line on stderr and exit status 1, never a traceback."""
 
 import pytest
+from bad_input import assert_one_line_error
 from retrieval_files import options, write_retrieval_dataset
 from things_files import write_one_subject
 
 from ttdnet.cli import main
+
+
+pytestmark = pytest.mark.bad_input
 
 
 @pytest.fixture(scope="module")
@@ -17,12 +21,6 @@ def things(tmp_path_factory):
 def retrieval(tmp_path_factory):
     root = tmp_path_factory.mktemp("retrieval")
     return root, write_retrieval_dataset(root)
-
-
-def one_line_error(capsys, command: str, expected: str) -> None:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    assert err.startswith(f"ttdnet {command}: error: ") and expected in err, err
 
 
 @pytest.mark.parametrize(
@@ -46,7 +44,7 @@ def test_pretrain(things, tmp_path, capsys, flags, expected):
             "--eeg_cache_dir", str(tmp_path / "c"), "--encoder_preset", "tiny", "--decoder_heads", "2",
             "--max_train_steps", "2", "--report_to", "none"]  # fmt: skip
     assert main(["pretrain", *args, *flags]) == 1
-    one_line_error(capsys, "pretrain", expected)
+    assert_one_line_error(capsys, "pretrain", expected)
 
 
 @pytest.mark.parametrize(
@@ -66,7 +64,7 @@ def test_train_retrieval(retrieval, tmp_path, capsys, overrides, expected):
     root, features = retrieval
     args = options(root, features, tmp_path / "run", eval_subjects=["1"], num_train_epochs=1, **overrides)
     assert main(["train-retrieval", *args]) == 1
-    one_line_error(capsys, "train-retrieval", expected)
+    assert_one_line_error(capsys, "train-retrieval", expected)
 
 
 def test_a_start_that_failed_on_bad_input_can_be_run_again_without_overwrite(retrieval, tmp_path, capsys):
@@ -90,7 +88,7 @@ def test_preprocess_edf_window_options(tmp_path, capsys, flags, expected):
     (tmp_path / "in" / "a.edf").write_bytes(b"0")
     args = ["--input_dir", str(tmp_path / "in"), "--output_dir", str(tmp_path / "out"), *flags]
     assert main(["preprocess", "edf", *args]) == 1
-    one_line_error(capsys, "preprocess edf", expected)
+    assert_one_line_error(capsys, "preprocess edf", expected)
 
 
 def test_the_error_line_reaches_a_multi_process_launchers_report(things, tmp_path, capsys, monkeypatch):
@@ -100,5 +98,25 @@ def test_the_error_line_reaches_a_multi_process_launchers_report(things, tmp_pat
     error_file = tmp_path / "error.json"
     monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
     assert main(["pretrain", "--dataset_root", str(things), "--mask_ratio", "2", "--output_dir", str(tmp_path)]) == 1
-    one_line_error(capsys, "pretrain", "'mask_ratio' is 2.0")
+    assert_one_line_error(capsys, "pretrain", "'mask_ratio' is 2.0")
     assert json.loads(error_file.read_text())["message"].startswith("ttdnet pretrain: error: option: 'mask_ratio'")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["simulate-ceiling", "--n_test_images", "3"], "option: 'n_test_images' is 3; it must be in [5, inf)"),
+        (["simulate-ceiling", "--images_per_concept", "100"], "'images_per_concept' is 100; it must be in [1, 99]"),
+        (["simulate-ceiling", "--train_repetitions", "1"], "'train_repetitions' is 1; it must be in [2, inf)"),
+        (["generate", "--seed", "-1"], "option: 'seed' is -1; it must be in [0, 4294967295]"),
+        (["tiny-base", "--seed", "-3"], "option: 'seed' is -3; it must be in [0, 4294967295]"),
+        (["pretrain", "--split_seed", "-1"], "option: 'split_seed' is -1"),
+        (["generate", "--device", "cuda:7"], "--device cuda:7: this machine has"),
+        (["tiny-base", "--device", "tpu"], "--device 'tpu' is not a device name"),
+    ],
+)
+def test_values_are_checked_before_anything_is_written(tmp_path, capsys, argv, expected):
+    out = tmp_path / "out"
+    assert main([*argv, "--output_dir", str(out)]) == 1
+    assert_one_line_error(capsys, argv[0], expected)
+    assert not out.exists()

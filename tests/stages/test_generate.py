@@ -15,6 +15,7 @@ from PIL import Image
 
 from ttdnet.cli import main
 from ttdnet.data.channels import POSTERIOR_17_CHANNELS
+from ttdnet.io import temporary_prefix
 from ttdnet.stages.generation import image_seed
 
 
@@ -85,6 +86,9 @@ def test_a_killed_run_resumes_to_the_complete_set_without_duplicates(bridge, tmp
     process.wait()
     assert process.returncode == -signal.SIGKILL, "generation finished before it could be interrupted"
     assert 0 < len(pngs(out)) < 40
+    # Whether or not the kill came mid-write, leave what it would have left: a PNG half written by that process.
+    prefix = temporary_prefix("00001_x_s0.png").replace(f"-{os.getpid()}-", f"-{process.pid}-")
+    (out / "images" / f"{prefix}abc.tmp").write_bytes(b"\x89PNG half")
     assert main(["generate", *generate_args(bridge, out, num_samples=4, batch_size=2)]) == 0
     assert pngs(out) == pngs(reference)
     rows = manifest(out)

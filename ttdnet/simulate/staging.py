@@ -1,6 +1,7 @@
 """Build a dataset in a hidden sibling folder and move it into place only when complete.
 
-An interrupted run leaves no half dataset under the requested name. An existing folder is replaced only
+An interrupted run leaves no half dataset under the requested name, and its hidden staging folder is deleted by
+the next run into the same folder. An existing folder is replaced only
 when it is empty, or when it is a previous synthetic dataset (its ``simulation.json`` names this generator)
 and the user asked to overwrite; anything else is refused, so a user's files are never deleted.
 """
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ttdnet.errors import TtdnetError
-from ttdnet.io import atomic_directory
+from ttdnet.io import atomic_directory, remove_stale_temporaries
 
 
 MARKER_FILE = "simulation.json"
@@ -70,10 +71,12 @@ def staged_directory(destination: str | os.PathLike, overwrite: bool) -> Iterato
     Yields
     ------
     pathlib.Path
-        The staging folder, a new ``.<name>.partial-*`` folder per run; it is deleted if the block raises.
+        The staging folder, a new hidden ``.<name>.ttdnet-<pid>-<host>-partial-*`` folder per run; it is deleted
+        if the block raises, and the one a killed run left behind is deleted by the next run.
     """
     destination = Path(destination)
     check_destination(destination, overwrite)
+    remove_stale_temporaries(destination.parent, destination.name)
     with atomic_directory(destination, unique=True) as staging:
         yield staging
         check_destination(destination, overwrite)
