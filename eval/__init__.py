@@ -3,7 +3,8 @@
 Modules (importing this package is cheap; each module imports torch and friends itself):
 
 * :mod:`~ttdnet.eval.pairing`: pair reconstructions with ground truth by name or manifest, with checks.
-* :mod:`~ttdnet.eval.images`: loading to float32 [0, 1] and the per-metric :class:`~ttdnet.eval.images.ResizeSpec`.
+* :mod:`~ttdnet.eval.images`: loading by bit depth to float32 [0, 1], and the per-metric
+  :class:`~ttdnet.eval.images.ResizeSpec`.
 * :mod:`~ttdnet.eval.pixels`: PixCorr, MSE, PCC and SSIM (skimage-exact) for aligned pairs and all pairs.
 * :mod:`~ttdnet.eval.weights`: weight-file resolution, downloads, hash checks and the offline error.
 * :mod:`~ttdnet.eval.feature_backbone`: the :class:`~ttdnet.eval.feature_backbone.Backbone` interface the suite uses.
@@ -14,6 +15,7 @@ Modules (importing this package is cheap; each module imports torch and friends 
 * :mod:`~ttdnet.eval.fid`: FID and KID from feature matrices.
 * :mod:`~ttdnet.eval.metrics`: the metric catalogue (groups, keys, directions, definitions).
 * :mod:`~ttdnet.eval.suite`: runs the selected metrics, with :mod:`~ttdnet.eval.scoring` (one sample set) and
-  :mod:`~ttdnet.eval.metric_entries` (aggregation); :mod:`~ttdnet.eval.report` writes the outputs.
+  :mod:`~ttdnet.eval.metric_entries` (aggregation, undefined scores); :mod:`~ttdnet.eval.report` renders the
+  outputs and :mod:`~ttdnet.eval.outputs` checks ``--output_dir`` and writes them as one set.
 * :mod:`~ttdnet.eval.api`: :func:`~ttdnet.eval.api.evaluate`; :mod:`~ttdnet.eval.command`: ``ttdnet evaluate``.
 """

@@ -3,15 +3,15 @@
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
-from ttdnet.config import config_to_dict, save_config
+from ttdnet.config import check_option_ranges, config_to_dict
+from ttdnet.devices import resolve_device
 from ttdnet.errors import TtdnetError
 
 from . import backbones as bb
 from .metrics import GROUPS, select_groups
+from .outputs import check_output_dir, write_evaluation
 from .pairing import pair_images
-from .report import build_metrics_document, write_outputs
+from .report import build_metrics_document
 from .scoring import SuiteSettings
 from .suite import run_suite
 from .weights import resolve_weights
@@ -75,7 +75,7 @@ def load_backbones(
 
 def suite_settings(config) -> SuiteSettings:
     """The :class:`SuiteSettings` of a config (device default: cuda when available)."""
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(config.device))
     return SuiteSettings(
         eval_size=config.eval_size,
         batch_size=config.batch_size,
@@ -114,10 +114,10 @@ def evaluate(
     document : dict
         The ``metrics.json`` content.
     """
+    check_option_ranges(config)  # also when called from code, not the command line
     if not config.ground_truth:
         raise TtdnetError("pass --ground_truth DIR (an image folder or a THINGS-EEG2 root).")
-    if config.eval_size < 7:
-        raise TtdnetError(f"--eval_size {config.eval_size} is too small for SSIM's 7x7 window.")
+    check_output_dir(config.output_dir)
     groups = select_groups(config.metrics)
     pairs = pair_images(
         config.ground_truth, config.reconstructions, config.manifest, config.match_by, config.allow_missing
@@ -132,8 +132,7 @@ def evaluate(
     document = build_metrics_document(result, pairs, config_to_dict(config) | {"random_weights": random_weights})
     if random_weights:
         document["warning"] = "backbones with random weights: timing run only, the values are meaningless"
-    paths = write_outputs(config.output_dir, document, pairs, grid_trials=config.grid_trials)
-    paths["config"] = save_config(config, Path(config.output_dir) / "config.yaml", "evaluate")
+    paths = write_evaluation(config.output_dir, document, pairs, config, grid_trials=config.grid_trials)
     return paths, document
 
 

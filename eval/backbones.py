@@ -49,7 +49,7 @@ def _load_strict(model: nn.Module, path: str, name: str) -> None:
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
-        raise TtdnetError(f"{path} does not hold {name} weights: {str(error)[:500]}") from error
+        raise TtdnetError(f"{path} does not hold {name} weights: {' '.join(str(error).split())[:500]}") from error
 
 
 def build_alexnet(resolved: ResolvedWeights | None, random_weights: bool = False, hash_files: bool = True) -> Backbone:
@@ -219,7 +219,8 @@ def build_clip(
             resolved.location, cache_dir=cache_dir, local_files_only=offline, dtype=torch.float32
         )
     except OSError as error:
-        raise MissingWeightsError(f"cannot load CLIP from {resolved.location}: {error}") from error
+        detail = " ".join(str(error).split())
+        raise MissingWeightsError(f"cannot load CLIP from {resolved.location}: {detail}") from error
     info = {
         "weights_id": CLIP_HF_ID if resolved.kind == "hf_id" else resolved.weights_id,
         "source": resolved.kind,
@@ -390,7 +391,7 @@ def build_fid_inception(
         module = FidInception(fidelity_inception(state))
     except RuntimeError as error:
         raise TtdnetError(
-            f"{resolved.location} does not hold the FID Inception weights: {str(error)[:300]}"
+            f"{resolved.location} does not hold the FID Inception weights: {' '.join(str(error).split())[:300]}"
         ) from error
     info = weights_info(resolved, random_weights, hash_files) | {
         "implementation": "torch-fidelity FeatureExtractorInceptionV3 (inception-v3-compat), feature 2048",

@@ -5,7 +5,7 @@ Cheap to import: the heavy modules load inside :func:`run`.
 
 import argparse
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ttdnet.command import Command
 
@@ -13,6 +13,18 @@ from ttdnet.command import Command
 @dataclasses.dataclass
 class EvaluateConfig:
     """Options of ``ttdnet evaluate``."""
+
+    OPTION_RANGES: ClassVar[dict[str, str]] = {
+        "eval_size": "[7, inf)",  # SSIM's 7x7 window
+        "batch_size": "[1, inf)",
+        "seed": "[0, inf)",  # numpy.random.default_rng takes non-negative seeds
+        "nway_n": "[2, inf)",
+        "nway_trials": "[0, inf)",
+        "nway_clip_ns": "[2, inf)",
+        "kid_subsets": "[1, inf)",
+        "kid_subset_size": "[2, inf)",  # the unbiased MMD² divides by m(m − 1)
+        "grid_trials": "[0, inf)",
+    }
 
     ground_truth: str | None = dataclasses.field(
         default=None,
@@ -116,13 +128,16 @@ class EvaluateConfig:
 
 def run(config: EvaluateConfig, namespace: argparse.Namespace) -> int:
     from .api import evaluate
+    from .report import value_text
 
     paths, document = evaluate(config)
     rows = [
-        (entry["name"], entry["value"]) for key, entry in document["metrics"].items() if not key.endswith("_shuffled")
+        (entry["name"], value_text(entry))
+        for key, entry in document["metrics"].items()
+        if not key.endswith("_shuffled")
     ]
     width = max(len(name) for name, _ in rows)
-    print("\n".join(f"{name.ljust(width)}  {value:.4f}" for name, value in rows))
+    print("\n".join(f"{name.ljust(width)}  {value}" for name, value in rows))
     print(f"wrote {paths['metrics']}, {paths['markdown']}, {paths['html']}")
     return 0
 

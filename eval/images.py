@@ -1,9 +1,10 @@
 """Image loading and per-metric resizing.
 
-Every image is opened with PIL and converted to RGB (grayscale, palette and RGBA files included), kept as
-``uint8`` at its stored size, and turned into float32 in [0, 1] (``/255``) **before any arithmetic**. Each
-metric then resizes both ground truth and reconstruction to its own square size with an explicit
-interpolation and ``antialias`` flag (:class:`ResizeSpec`); nothing relies on library defaults.
+Every image is opened with PIL and converted to 8-bit RGB by its bit depth (:func:`read_image`: 8-bit
+grayscale, palette and RGBA files with ``.convert("RGB")``, 16-bit grayscale scaled from [0, 65535]),
+kept as ``uint8`` at its stored size, and turned into float32 in [0, 1] (``/255``) **before any
+arithmetic**. Each metric then resizes both ground truth and reconstruction to its own square size with an
+explicit interpolation and ``antialias`` flag (:class:`ResizeSpec`); nothing relies on library defaults.
 """
 
 import dataclasses
@@ -77,13 +78,21 @@ class ResizeSpec:
         }
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+"""PIL modes of 16-bit grayscale pixels (PNG, TIFF)."""
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read one image file as RGB.
+    """Read one image file as 8-bit RGB, converting by bit depth.
 
     Parameters
     ----------
     path : path-like
-        Any format PIL reads; grayscale, palette and RGBA images are converted with ``.convert("RGB")``.
+        Any format PIL reads. 8-bit modes (grayscale, palette, RGBA, CMYK, ...) are converted with
+        ``.convert("RGB")``. 16-bit grayscale (PIL modes ``I;16*``, and ``I`` for a PNG, which older Pillow
+        versions use for 16-bit PNGs) is scaled from [0, 65535] to [0, 255] with rounding, ``round(v · 255 /
+        65535)``, then copied to the three channels. 16-bit colour PNG and TIFF files reach this function
+        already reduced to 8 bits by Pillow (it keeps the high byte).
 
     Returns
     -------
@@ -93,12 +102,22 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Raises
     ------
     TtdnetError
-        If the file cannot be read as an image.
+        If the file cannot be read as an image, or its pixels have no fixed range (32-bit integer or
+        floating-point images: mode ``I`` outside PNG, mode ``F``).
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
+            if image.mode in SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
+                gray = np.asarray(image).astype(np.float64)
+                return np.repeat(np.rint(gray * (255.0 / 65535.0)).astype(np.uint8)[:, :, None], 3, axis=2)
+            if image.mode in ("I", "F"):
+                kind = "32-bit integer" if image.mode == "I" else "floating-point"
+                raise TtdnetError(
+                    f"cannot score image {path}: its pixels are {kind} (PIL mode {image.mode}), which has no fixed "
+                    "range to map to [0, 1]. Save it as an 8- or 16-bit PNG."
+                )
             return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
     except (OSError, UnidentifiedImageError) as error:
         raise TtdnetError(f"cannot read image {path}: {error}. Replace or remove the file.") from error

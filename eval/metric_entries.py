@@ -3,6 +3,10 @@
 Each score is computed per sample set (sample s of every trial against all N ground truths); an entry's
 value is the mean over sample sets, with the sample-0 value beside it. The max over samples is never
 reported. The fields of an entry are listed in ``docs/evaluation.md``.
+
+A per-trial score can be undefined: the Pearson r of a constant image (PixCorr, PCC) or feature vector
+(EffNet-B, SwAV). Such a pair is left out of every mean, counted in the entry's ``undefined`` with an
+``undefined_reason``, and written as ``null``; NaN never reaches ``metrics.json``.
 """
 
 import dataclasses
@@ -21,8 +25,10 @@ from .scoring import MINDEYE_PIXEL_RESIZE, ScoringPlan, SuiteSettings
 class MetricResult:
     """One entry of ``metrics.json``.
 
-    ``per_sample`` holds the value of each sample set (first = sample 0); ``per_trial`` the per-trial scores
-    averaged over sample sets, ``per_trial_sample0`` those of sample 0 (None for set-level metrics).
+    ``per_sample`` holds the value of each sample set (first = sample 0), the mean over its defined pairs;
+    ``per_trial`` the per-trial scores averaged over the sample sets where they are defined,
+    ``per_trial_sample0`` those of sample 0 (None for set-level metrics). NaN marks an undefined score;
+    ``undefined`` counts the undefined (trial, sample) pairs and ``undefined_reason`` says why.
     """
 
     key: str
@@ -34,23 +40,33 @@ class MetricResult:
     chance_key: str | None = None
     settings: dict = dataclasses.field(default_factory=dict)
     extra: dict = dataclasses.field(default_factory=dict)
+    undefined: int = 0
+    undefined_reason: str | None = None
 
     def to_dict(self, seed: int, n_trials: int) -> dict:
-        """The JSON entry: value, sample-0 value, per-sample values, std and 95% CI over trials, and metadata."""
+        """The JSON entry: value, sample-0 value, per-sample values, std and 95% CI over trials, and metadata.
+
+        Undefined values are None; ``std`` and ``ci95`` are over the trials with a defined score.
+        """
         name, direction, definition = key_info(self.key)
-        value = float(np.mean(self.per_sample))
+        defined_sets = [v for v in self.per_sample if not math.isnan(v)]
+        value = float(np.mean(defined_sets)) if defined_sets else None
         std = ci = None
-        if self.per_trial is not None and len(self.per_trial) > 1:
-            std = float(np.std(self.per_trial, ddof=1))
-            half = 1.96 * std / math.sqrt(len(self.per_trial))
-            ci = [value - half, value + half]
+        if self.per_trial is not None and value is not None:
+            defined = self.per_trial[~np.isnan(self.per_trial)]
+            if len(defined) > 1:
+                std = float(np.std(defined, ddof=1))
+                half = 1.96 * std / math.sqrt(len(defined))
+                ci = [value - half, value + half]
         entry = {
             "name": name,
             "key": self.key,
             "group": self.group,
             "value": value,
-            "value_sample0": float(self.per_sample[0]),
-            "per_sample": [float(v) for v in self.per_sample],
+            "value_sample0": json_number(self.per_sample[0]),
+            "per_sample": [json_number(v) for v in self.per_sample],
+            "undefined": self.undefined,
+            "undefined_reason": self.undefined_reason,
             "std": std,
             "n": n_trials,
             "n_samples": len(self.per_sample),
@@ -64,6 +80,11 @@ class MetricResult:
         }
         entry.update(self.extra)
         return entry
+
+
+def json_number(value: float) -> float | None:
+    """``value`` as a float, or None where it is NaN (an undefined score)."""
+    return None if math.isnan(value) else float(value)
 
 
 def aggregate(per_set: list[dict[str, dict]], plan: ScoringPlan, n: int) -> dict[str, MetricResult]:
@@ -84,13 +105,27 @@ def aggregate(per_set: list[dict[str, dict]], plan: ScoringPlan, n: int) -> dict
         if entries[0]["per_trial"] is None:
             per_sample = [entry["value"] for entry in entries]
             per_trial = per_trial0 = None
+            undefined = 0
         else:
             stacked = np.stack([entry["per_trial"] for entry in entries])  # (S, N)
-            per_sample = [float(row.mean()) for row in stacked]
-            per_trial, per_trial0 = stacked.mean(axis=0), stacked[0]
+            per_sample, per_trial = _defined_means(stacked)
+            per_trial0 = stacked[0]
+            undefined = int(np.isnan(stacked).sum())
         result = MetricResult(
             key, group, per_sample, per_trial, per_trial0, settings=_settings_for(key, group, plan, entries[0])
         )
+        if undefined:
+            result.undefined = undefined
+            result.undefined_reason = _undefined_reason(group, undefined, n * len(entries), len(entries))
+        if "compared_undefined" in entries[0]:
+            compared = int(sum(int(entry["compared_undefined"].sum()) for entry in entries))
+            result.extra["undefined_comparisons"] = compared
+            if compared:
+                result.extra["caveat"] = (
+                    f"{compared} of {n * len(entries)} reconstructions were compared through an undefined "
+                    "similarity (a constant image or feature vector); each such comparison counts as a failure "
+                    "(the tie rule)."
+                )
         _set_chance(result, key, entries[0])
         if key == "nway_cls_top1_mc":
             _, ci = ranking.monte_carlo_ci(np.concatenate([entry["outcomes"] for entry in entries]))
@@ -110,6 +145,39 @@ def aggregate(per_set: list[dict[str, dict]], plan: ScoringPlan, n: int) -> dict
             )
         results[key] = result
     return results
+
+
+def _defined_means(stacked: np.ndarray) -> tuple[list[float], np.ndarray]:
+    """Means that leave the undefined (NaN) scores out.
+
+    Parameters
+    ----------
+    stacked : numpy.ndarray
+        float ``(S, N)``: per-trial scores of each sample set.
+
+    Returns
+    -------
+    per_sample : list of float
+        ``S`` means over the defined trials of each set (NaN for a set with none).
+    per_trial : numpy.ndarray
+        float ``(N,)``: means over the sample sets where the trial is defined (NaN where it is in none).
+    """
+    defined = ~np.isnan(stacked)
+    sums = np.where(defined, stacked, 0.0)
+    per_sample = [float(row.sum() / ok.sum()) if ok.any() else math.nan for row, ok in zip(sums, defined)]
+    counts = defined.sum(axis=0)
+    per_trial = np.where(counts > 0, sums.sum(axis=0) / np.maximum(counts, 1), np.nan)
+    return per_sample, per_trial
+
+
+def _undefined_reason(group: str, undefined: int, total: int, n_sets: int) -> str:
+    """Why ``undefined`` of ``total`` pairs have no score, and what the value averages instead."""
+    what = "feature vector" if group in ("effnet_b", "swav") else "image"
+    text = f"{undefined} of {total} pairs have a constant {what} (zero variance), so their Pearson r is undefined; "
+    if undefined == total:
+        return text + "no pair is defined, so there is no value."
+    where = " (per sample set, then over sample sets)" if n_sets > 1 else ""
+    return text + f"the value is the mean over the {total - undefined} defined pairs{where}."
 
 
 def _group_of(key: str) -> str:

@@ -74,8 +74,10 @@ def select_groups(names: list[str]) -> list[str]:
     Raises
     ------
     TtdnetError
-        On an unknown name (listing the valid ones).
+        On an unknown name (listing the valid ones), or when no name is given.
     """
+    if not names:
+        raise TtdnetError("--metrics is empty; name at least one metric or group (all, mindeye, ttdnet, nway).")
     chosen: set[str] = set()
     for name in names:
         if name in GROUPS:

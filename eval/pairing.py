@@ -418,13 +418,28 @@ def pair_images(
         source.update(
             mode="manifest", manifest=str(manifest), reconstructions=str(reconstructions) if reconstructions else None
         )
-        return pair_by_manifest(manifest, gt_root, gt, allow_missing, source)
+        return _refuse_self_pairs(pair_by_manifest(manifest, gt_root, gt, allow_missing, source))
     source.update(
         mode="name",
         reconstructions=str(reconstructions),
         naming_rule="<key>.<ext> or <key>_s<k>.<ext>",
         match_by=match_by,
     )
-    return pair_by_name(
-        gt, reconstructions, "path" if source["ground_truth_kind"] != "folder" else match_by, allow_missing, source
+    return _refuse_self_pairs(
+        pair_by_name(
+            gt, reconstructions, "path" if source["ground_truth_kind"] != "folder" else match_by, allow_missing, source
+        )
     )
+
+
+def _refuse_self_pairs(pairs: PairedSet) -> PairedSet:
+    """``pairs``, unless a reconstruction is its own ground-truth file (which would score perfectly)."""
+    same = [
+        str(gt) for row in pairs.rec_paths for rec, gt in zip(row, pairs.gt_paths) if rec.resolve() == gt.resolve()
+    ]
+    if same:
+        raise TtdnetError(
+            f"{_listing(same, 'reconstruction(s) are the ground-truth file itself')}; pass the folder (or "
+            "manifest) of the reconstructions, not the ground truth."
+        )
+    return pairs

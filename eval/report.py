@@ -1,23 +1,24 @@
-"""Write ``metrics.json`` (the source of truth), ``report.md`` and a self-contained ``report.html``.
+"""Build ``metrics.json`` (the source of truth) and render ``report.md`` and a self-contained ``report.html``.
 
 The Markdown and HTML reports only render values already in ``metrics.json``; they compute nothing. The
-HTML embeds its images as base64 JPEG data URIs, so the file can be mailed or archived alone.
+HTML embeds its images as base64 JPEG data URIs, so the file can be mailed or archived alone. An undefined
+value (``None``) is shown as "undefined", with its reason in the notes. :mod:`~ttdnet.eval.outputs`
+writes the files.
 """
 
 import base64
 import html
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 
 from ttdnet import __version__
-from ttdnet.io import atomic_write_json, atomic_write_text
 from ttdnet.versions import package_versions as installed_versions
 from ttdnet.versions import runtime_versions
 
 from .images import read_image
+from .metric_entries import json_number
 from .pairing import PairedSet
 from .suite import SuiteResult
 
@@ -34,6 +35,8 @@ PACKAGES = (
     "transformers",
     "pillow",
 )
+MARKDOWN_TITLE = "# Evaluation report"
+HTML_TITLE = "ttdnet evaluation report"
 RANKING_PREFERENCE = ("clip", "alexnet5", "inception", "alexnet2", "pairid_lpips_alex", "pairid_pcc", "pcc", "pixcorr")
 SECTIONS = (
     (
@@ -59,19 +62,19 @@ def build_metrics_document(result: SuiteResult, pairs: PairedSet, config: dict) 
     -------
     dict
         ``metrics`` (key to entry, as listed in ``docs/evaluation.md``), ``per_trial`` (trial ids and per-trial scores,
-        mean over samples and sample 0), ``pairing``, ``backbones``, ``settings``, ``versions``, ``seed``
-        and ``config``.
+        mean over samples and sample 0; None where undefined), ``pairing``, ``backbones``, ``settings``,
+        ``versions``, ``seed`` and ``config``.
     """
     n = pairs.n_trials
     seed = result.settings.seed
     metrics = {key: value.to_dict(seed, n) for key, value in result.metrics.items()}
     scores = {
-        key: [float(v) for v in value.per_trial]
+        key: [json_number(v) for v in value.per_trial]
         for key, value in result.metrics.items()
         if value.per_trial is not None
     }
     scores0 = {
-        key: [float(v) for v in value.per_trial_sample0]
+        key: [json_number(v) for v in value.per_trial_sample0]
         for key, value in result.metrics.items()
         if value.per_trial_sample0 is not None
     }
@@ -117,13 +120,48 @@ def _format(value) -> str:
     return str(value)
 
 
+def _value_text(value) -> str:
+    """A value: "undefined" for None (the reason is in the notes)."""
+    return "undefined" if value is None else _format(value)
+
+
+def value_text(entry: dict) -> str:
+    """An entry's value as the reports and the command line show it.
+
+    With the count of defined pairs when some are undefined (``"0.8123 (7 of 10 pairs defined)"``), and
+    "undefined" when none is.
+    """
+    text = _value_text(entry["value"])
+    if entry.get("undefined") and entry["value"] is not None:
+        total = entry["n"] * entry["n_samples"]
+        text += f" ({total - entry['undefined']} of {total} pairs defined)"
+    return text
+
+
 def _chance_text(entry: dict, metrics: dict) -> str:
     if entry.get("chance") is not None:
         return _format(entry["chance"])
     baseline = entry.get("chance_key")
     if baseline and baseline in metrics:
-        return f"{_format(metrics[baseline]['value'])} (shuffled)"
+        return f"{value_text(metrics[baseline])} (shuffled)"
     return "–"
+
+
+def notes(document: dict) -> list[str]:
+    """The report's notes, one per line: undefined values, caveats and Monte-Carlo intervals."""
+    lines = []
+    for entry in document["metrics"].values():
+        if entry.get("undefined_reason"):
+            lines.append(f"`{entry['key']}`: {entry['undefined_reason']}")
+        if entry.get("caveat"):
+            lines.append(f"`{entry['key']}`: {entry['caveat']}")
+        if entry.get("mc_ci95"):
+            low, high = entry["mc_ci95"]
+            lines.append(
+                f"`{entry['key']}`: Monte-Carlo 95% interval [{_format(low)}, {_format(high)}] "
+                f"({entry['settings'].get('trials')} draws per trial)."
+            )
+    return lines
 
 
 def _rows(document: dict) -> list[tuple[str, list[dict]]]:
@@ -142,20 +180,28 @@ def _rows(document: dict) -> list[tuple[str, list[dict]]]:
 
 
 def ranking_key(document: dict) -> str | None:
-    """The per-trial score used for the best/worst lists: CLIP 2-way when computed, else the first available."""
+    """The per-trial score used for the best/worst lists: CLIP 2-way when computed, else the first available.
+
+    A score with no defined trial is skipped.
+    """
     scores = document["per_trial"]["scores"]
-    return next((key for key in RANKING_PREFERENCE if key in scores), None)
+    return next((key for key in RANKING_PREFERENCE if key in scores and any(v is not None for v in scores[key])), None)
 
 
 def best_and_worst(document: dict, count: int = 5) -> tuple[str | None, list[int], list[int]]:
-    """Indices of the ``count`` best and worst trials by :func:`ranking_key` (ties by trial order)."""
+    """Indices of the ``count`` best and worst trials by :func:`ranking_key` (ties by trial order).
+
+    Trials whose score is undefined are in neither list.
+    """
     key = ranking_key(document)
     if key is None:
         return None, [], []
-    scores = np.asarray(document["per_trial"]["scores"][key])
+    scores = document["per_trial"]["scores"][key]
+    defined = np.array([i for i, value in enumerate(scores) if value is not None])
+    values = np.array([scores[i] for i in defined], dtype=np.float64)
     if document["metrics"][key]["direction"] == "lower":
-        scores = -scores
-    order = np.argsort(-scores, kind="stable")
+        values = -values
+    order = defined[np.argsort(-values, kind="stable")]
     count = min(count, len(order) // 2 or 1)
     return key, [int(i) for i in order[:count]], [int(i) for i in order[::-1][:count]]
 
@@ -164,7 +210,7 @@ def render_markdown(document: dict) -> str:
     """``report.md``: the metrics table with chance levels, then the caveats and the settings."""
     metrics = document["metrics"]
     lines = [
-        "# Evaluation report",
+        MARKDOWN_TITLE,
         "",
         f"- Trials: {document['n_trials']}; samples per trial: {document['n_samples']} "
         f"({', '.join(document['sample_ids'])})",
@@ -186,24 +232,14 @@ def render_markdown(document: dict) -> str:
             ci = entry.get("ci95")
             ci_text = f"[{_format(ci[0])}, {_format(ci[1])}]" if ci else "–"
             lines.append(
-                f"| {entry['name']} | `{entry['key']}` | {_format(entry['value'])} | "
-                f"{_format(entry['value_sample0'])} | "
+                f"| {entry['name']} | `{entry['key']}` | {value_text(entry)} | "
+                f"{_value_text(entry['value_sample0'])} | "
                 f"{_format(entry['std'])} | {ci_text} | {_chance_text(entry, metrics)} | {entry['direction']} |"
             )
         lines.append("")
-    notes = [entry for entry in metrics.values() if entry.get("caveat") or entry.get("mc_ci95")]
-    if notes:
-        lines += ["## Notes", ""]
-        for entry in notes:
-            if entry.get("caveat"):
-                lines.append(f"- `{entry['key']}`: {entry['caveat']}")
-            if entry.get("mc_ci95"):
-                low, high = entry["mc_ci95"]
-                lines.append(
-                    f"- `{entry['key']}`: Monte-Carlo 95% interval [{_format(low)}, {_format(high)}] "
-                    f"({entry['settings'].get('trials')} draws per trial)."
-                )
-        lines.append("")
+    note_lines = notes(document)
+    if note_lines:
+        lines += ["## Notes", "", *(f"- {line}" for line in note_lines), ""]
     key, best, worst = best_and_worst(document)
     if key:
         ids = document["per_trial"]["trial_ids"]
@@ -237,6 +273,12 @@ def _thumbnail(path: str | os.PathLike, size: int) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _code_html(text: str) -> str:
+    """Escaped HTML of a note, with its `backquoted` keys as ``<code>``."""
+    pieces = html.escape(text).split("`")
+    return "".join(f"<code>{piece}</code>" if i % 2 else piece for i, piece in enumerate(pieces))
+
+
 def _figure(src: str, caption: str) -> str:
     caption = html.escape(caption)
     return f'<figure><img src="{src}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
@@ -263,7 +305,7 @@ def render_html(
 
     parts = [
         "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8"><title>ttdnet evaluation report</title>',
+        f'<html lang="en"><head><meta charset="utf-8"><title>{HTML_TITLE}</title>',
         "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin-bottom:1.5em}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
         ".row{display:flex;align-items:center;gap:6px;margin:4px 0}.label{width:16em;font-size:0.85em}"
@@ -285,18 +327,15 @@ def render_html(
             parts.append(
                 f'<tr><td title="{html.escape(entry["definition"])}">'
                 f"{html.escape(entry['name'])} <code>{entry['key']}</code></td>"
-                f"<td>{_format(entry['value'])}</td><td>{_format(entry['value_sample0'])}</td><td>{_format(entry['std'])}</td>"
+                f"<td>{value_text(entry)}</td><td>{_value_text(entry['value_sample0'])}</td>"
+                f"<td>{_format(entry['std'])}</td>"
                 f"<td>{ci_text}</td><td>{html.escape(_chance_text(entry, metrics))}</td>"
                 f"<td>{entry['direction']}</td></tr>"
             )
         parts.append("</table>")
-    caveats = [entry for entry in metrics.values() if entry.get("caveat")]
-    if caveats:
-        parts.append(
-            "<ul>"
-            + "".join(f"<li><code>{e['key']}</code>: {html.escape(e['caveat'])}</li>" for e in caveats)
-            + "</ul>"
-        )
+    note_lines = notes(document)
+    if note_lines:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_code_html(line)}</li>" for line in note_lines) + "</ul>")
     parts.append(f"<h2>Ground truth and reconstructions (first {min(grid_trials, pairs.n_trials)} trials)</h2>")
     parts += [trial_row(i, pairs.trial_ids[i]) for i in range(min(grid_trials, pairs.n_trials))]
     key, best, worst = best_and_worst(document)
@@ -311,19 +350,3 @@ def render_html(
         "<p>Definitions, settings, weights and per-trial scores: <code>metrics.json</code>.</p></body></html>"
     )
     return "\n".join(parts)
-
-
-def write_outputs(
-    output_dir: str | os.PathLike, document: dict, pairs: PairedSet, grid_trials: int = 12
-) -> dict[str, Path]:
-    """Write ``metrics.json``, ``report.md`` and ``report.html`` atomically into ``output_dir``."""
-    output_dir = Path(output_dir)
-    paths = {
-        "metrics": output_dir / "metrics.json",
-        "markdown": output_dir / "report.md",
-        "html": output_dir / "report.html",
-    }
-    atomic_write_json(paths["metrics"], document)
-    atomic_write_text(paths["markdown"], render_markdown(document))
-    atomic_write_text(paths["html"], render_html(document, pairs, grid_trials=grid_trials))
-    return paths

@@ -166,7 +166,10 @@ def score_sample_set(
     -------
     dict
         ``{key: {"per_trial": (N,) array or None, "value": float (set-level metrics), ...}}``; extra
-        entries (``n``, ``classes``, ``subset_size``, ``outcomes``) describe the score.
+        entries (``n``, ``classes``, ``subset_size``, ``outcomes``) describe the score. A per-trial score
+        is NaN where it is undefined (the Pearson r of a constant image or feature vector). Identification
+        scores are always defined (a comparison with an undefined similarity fails, the tie rule) and
+        carry ``compared_undefined``, bool ``(N,)``: which trials had such a comparison.
     """
     want, perm, gt_store = plan.groups, plan.derangement, truth.store
     n = len(rec_store)
@@ -224,7 +227,10 @@ def score_sample_set(
     ):
         if group in want:
             corr = ident.correlation_matrix(gt_features[backbone_name][group], rec_features[backbone_name][group])
-            out[group] = {"per_trial": ident.two_way_identification(corr)}
+            out[group] = {
+                "per_trial": ident.two_way_identification(corr),
+                "compared_undefined": np.isnan(corr).any(axis=0),  # column j: reconstruction j
+            }
     for group, backbone_name in (("effnet_b", "effnet_b1"), ("swav", "swav")):
         if group in want:
             gt_f, rec_f = gt_features[backbone_name][group], rec_features[backbone_name][group]
@@ -235,7 +241,10 @@ def score_sample_set(
             matrix = np.concatenate(ttd_rows[group])  # (N rec, N gt)
             out[group] = {"per_trial": np.diag(matrix).copy()}
             out[f"{group}_shuffled"] = {"per_trial": matrix[rows, perm]}
-            out[f"pairid_{group}"] = {"per_trial": ident.pairwise_identification(matrix, higher_is_better=higher)}
+            out[f"pairid_{group}"] = {
+                "per_trial": ident.pairwise_identification(matrix, higher_is_better=higher),
+                "compared_undefined": np.isnan(matrix).any(axis=1),
+            }
     settings = plan.settings
     if "fid" in want or "kid" in want:
         real, fake = gt_features["fid_inception"]["fid"], rec_features["fid_inception"]["fid"]
@@ -263,7 +272,11 @@ def score_sample_set(
         rec_e = _l2(rec_features["clip"]["clip"])
         similarity = rec_e @ gt_e.T  # [j, i] = cos(rec_j, gt_i)
         for ways in sorted({w for w in settings.nway_clip_ns if 2 <= w <= n} | {n}):
-            out[f"nway_clip_top1_{ways}way"] = {"per_trial": ident.nway_similarity_exact(similarity, ways), "n": ways}
+            out[f"nway_clip_top1_{ways}way"] = {
+                "per_trial": ident.nway_similarity_exact(similarity, ways),
+                "n": ways,
+                "compared_undefined": np.isnan(similarity).any(axis=1),
+            }
     return out
 
 

@@ -138,7 +138,7 @@ def resolve_clip(clip_model: str, weights_dir: Path, cache_dir: str | None, offl
         or path.suffix in (".pt", ".bin", ".safetensors")
     )
     if looks_like_path:
-        return f"- clip: --clip_model {clip_model} does not exist (a ViT-L-14.pt file or a Hugging Face model folder)."
+        return f"clip: --clip_model {clip_model} does not exist (a ViT-L-14.pt file or a Hugging Face model folder)."
     if weights_dir and (weights_dir / "ViT-L-14.pt").is_file():
         return ResolvedWeights(
             "clip", "open_clip_file", str(weights_dir / "ViT-L-14.pt"), "OpenAI CLIP ViT-L/14 (open_clip)"
@@ -153,7 +153,7 @@ def resolve_clip(clip_model: str, weights_dir: Path, cache_dir: str | None, offl
         return ResolvedWeights("clip", "hf_id", clip_model, f"Hugging Face {clip_model}")
     target = local_dir or Path("<weights_dir>") / clip_model.rsplit("/", 1)[-1]
     return (
-        f"- clip ({clip_model}; metrics clip, nway_clip): either "
+        f"clip ({clip_model}; metrics clip, nway_clip): either "
         f"`huggingface-cli download {clip_model} --local-dir {target}` "
         f"(a Hugging Face folder), or {CLIP_OPENAI_URL} -> {weights_dir or '<weights_dir>'}/ViT-L-14.pt; "
         "or point --clip_model at either."
@@ -216,7 +216,7 @@ def resolve_weights(
                 resolved[name] = ResolvedWeights(name, "file", str(Path(explicit).expanduser()), spec.weights_id)
             else:
                 missing.append(
-                    f"- {name}: --{spec.option} {explicit} does not exist (expected {spec.file_name} from {spec.url})."
+                    f"{name}: --{spec.option} {explicit} does not exist (expected {spec.file_name} from {spec.url})."
                 )
             continue
         candidates = ([weights_dir / spec.file_name] if weights_dir else []) + [_hub_checkpoints() / spec.file_name]
@@ -226,8 +226,8 @@ def resolve_weights(
         if found_path is None:
             where = weights_dir / spec.file_name if weights_dir else f"<weights_dir>/{spec.file_name}"
             missing.append(
-                f"- {name} ({spec.weights_id}; metrics {spec.metrics}): {spec.url} -> {where} "
-                f"(or {_hub_checkpoints() / spec.file_name}, or pass --{spec.option} FILE)"
+                f"{name} ({spec.weights_id}; metrics {spec.metrics}): {spec.url} -> {where} "
+                f"(or {_hub_checkpoints() / spec.file_name}, or pass --{spec.option} FILE)."
             )
         else:
             resolved[name] = ResolvedWeights(name, "file", str(found_path), spec.weights_id)
@@ -235,8 +235,8 @@ def resolve_weights(
         reason = "downloads are off (HF_HUB_OFFLINE=1 or --no_download_weights)" if offline else "downloads failed"
         raise MissingWeightsError(
             f"{len(missing)} weight file(s) needed by the selected metrics are missing and {reason}. "
-            "Fetch each and put it where shown (then re-run), or drop the metrics with --metrics:\n"
-            + "\n".join(missing)
+            "Fetch each and put it where shown (then re-run), or drop the metrics with --metrics: "
+            + " ".join(f"({number}) {item}" for number, item in enumerate(missing, start=1))
         )
     if "lpips" in backbones:
         resolved["lpips"] = resolved["alexnet"]

@@ -3,7 +3,8 @@
 Per recording: read with MNE, standardise channel names, pick the target channels by name (missing ones
 reported), high-/low-pass (MNE FIR, zero phase) at the original rate, resample, cut fixed windows with
 :class:`mne.Epochs` (``reject_by_annotation=True``: windows overlapping a ``BAD...`` annotation are dropped),
-normalise, baseline each window. Windows go to :class:`ttdnet.data.eeg_windows.EEGWindowWriter` shards.
+normalise, baseline each window. :mod:`ttdnet.preprocessing.edf_corpus` runs this over a folder and writes the
+windows to :class:`ttdnet.data.eeg_windows.EEGWindowWriter` shards.
 
 **Normalisation (default ``whiten``).** The THINGS-EEG2 data the encoder later sees is MVNN-whitened: its noise
 covariance across channels is the identity, so each channel has about unit variance and channels are
@@ -16,27 +17,14 @@ annotations, ``Raw.get_data(reject_by_annotation="omit")``) is estimated with th
 variance but not the decorrelation.
 """
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from ttdnet.config import config_to_dict, save_config
 from ttdnet.covariance import whitening_matrix
-from ttdnet.data.eeg_windows import INDEX_NAME, EEGWindowWriter
 from ttdnet.preprocessing import mvnn
-from ttdnet.preprocessing.common import (
-    PreprocessingError,
-    package_versions,
-    resolve_channels,
-    standardise_channel_name,
-)
-
-
-COMMAND_NAME = "preprocess edf"
-EXTENSIONS = (".edf", ".bdf", ".vhdr")
+from ttdnet.preprocessing.common import PreprocessingError, standardise_channel_name
 
 
 class SkipRecording(Exception):
@@ -44,45 +32,8 @@ class SkipRecording(Exception):
 
 
 class BadRecording(Exception):
-    """A corrupt, truncated or unreadable recording; the message says what failed."""
-
-
-def find_recordings(input_dir: Path) -> list[Path]:
-    """Every EDF/BDF/BrainVision header under ``input_dir``, sorted."""
-    if not input_dir.is_dir():
-        raise PreprocessingError(f"--input_dir {input_dir} does not exist")
-    found = sorted(path for path in input_dir.rglob("*") if path.suffix.lower() in EXTENSIONS and path.is_file())
-    if not found:
-        raise PreprocessingError(f"{input_dir}: no .edf, .bdf or .vhdr files found (searched recursively)")
-    return found
-
-
-def normalisation_record(config) -> dict[str, Any]:
-    """The normalisation entry of the index (part of the input contract)."""
-    descriptions = {
-        "whiten": "per recording, x(t) -> Sigma^(-1/2) x(t), Sigma = Ledoit-Wolf shrinkage covariance of the "
-        "standardised channels rescaled back (the MVNN recipe, observations = all samples of the filtered, resampled "
-        "recording outside BAD annotations); output is dimensionless with ~unit variance per channel and "
-        "decorrelated channels, like THINGS-EEG2 MVNN data",
-        "zscore": "per recording and channel, (x - mean) / std over all samples outside BAD annotations; "
-        "dimensionless, unit variance",
-        "none": "no normalisation; volts",
-    }
-    return {
-        "method": config.normalisation,
-        "description": descriptions[config.normalisation],
-        "baseline_seconds": config.baseline_seconds,
-    }
-
-
-def filter_record(config) -> dict[str, Any]:
-    """The filter entry of the index (part of the input contract)."""
-    return {
-        "l_freq": config.l_freq,
-        "h_freq": config.h_freq,
-        "design": "mne.io.Raw.filter defaults (FIR, firwin, zero phase), at the original rate",
-        "resampling": "mne.io.Raw.resample (FFT)",
-    }
+    """A recording that must be fixed before it can be used: corrupt, truncated or unreadable, or lacking more of
+    the target channels than ``--max_interpolated_fraction`` allows to interpolate; the message says what failed."""
 
 
 def _rename_map(ch_names: list[str], source: str) -> dict[str, str]:
@@ -113,7 +64,8 @@ def process_recording(path: Path, ch_names: tuple[str, ...], config) -> tuple[np
     -------
     windows : numpy.ndarray of float32, shape (n_windows, n_chans, n_times)
     record : dict
-        ``sfreq_original``, ``n_samples_original``, ``missing_channels``, ``interpolated``, ``n_windows``.
+        ``sfreq_original``, ``n_samples_original``, ``missing_channels``, ``interpolated``, ``n_interpolated``
+        (channels interpolated), ``n_windows``.
 
     Raises
     ------
@@ -121,7 +73,8 @@ def process_recording(path: Path, ch_names: tuple[str, ...], config) -> tuple[np
         Missing channels (with ``missing_channels="skip"``), a rate below ``config.sfreq``, a recording shorter
         than one window.
     BadRecording
-        MNE cannot read the header or the data, or the data holds non-finite values.
+        MNE cannot read the header or the data, the data holds non-finite values, or more than
+        ``config.max_interpolated_fraction`` of ``ch_names`` would be interpolated.
     """
     import mne
 
@@ -144,6 +97,13 @@ def process_recording(path: Path, ch_names: tuple[str, ...], config) -> tuple[np
         raise SkipRecording(message)
     if missing and len(missing) == len(ch_names):
         raise SkipRecording(f"has none of the channels {list(ch_names)}; nothing to interpolate from")
+    if len(missing) > config.max_interpolated_fraction * len(ch_names):
+        raise BadRecording(
+            f"lacks {len(missing)} of the {len(ch_names)} target channels ({', '.join(missing)}): interpolating "
+            f"{len(missing) / len(ch_names):.0%} of the output is above --max_interpolated_fraction "
+            f"{config.max_interpolated_fraction:g}; choose another --channels set, or raise "
+            "--max_interpolated_fraction (1 accepts any number)"
+        )
     sfreq_original = float(raw.info["sfreq"])
     if sfreq_original < config.sfreq:
         raise SkipRecording(
@@ -182,8 +142,7 @@ def process_recording(path: Path, ch_names: tuple[str, ...], config) -> tuple[np
         raw.interpolate_bads(reset_bads=True, verbose="error")
     raw.pick(list(ch_names))
     raw.reorder_channels(list(ch_names))
-    n_times = int(round(config.window_seconds * config.sfreq))
-    stride = int(round((config.stride_seconds or config.window_seconds) * config.sfreq))
+    n_times, stride = window_samples(config)
     windows = cut_windows(raw, n_times, stride)  # (n_windows, n_chans, n_times) volts
     if windows.shape[0] == 0:
         raise SkipRecording(f"shorter than one {config.window_seconds:g} s window after rejecting bad segments")
@@ -197,9 +156,53 @@ def process_recording(path: Path, ch_names: tuple[str, ...], config) -> tuple[np
         "n_samples_original": int(n_samples_original),
         "missing_channels": missing,
         "interpolated": bool(missing),
+        "n_interpolated": len(missing),
         "n_windows": int(windows.shape[0]),
     }
     return windows.astype(np.float32), record
+
+
+def _whole_samples(name: str, seconds: float, sfreq: float) -> int:
+    samples = seconds * sfreq
+    if abs(samples - round(samples)) > 1e-6 or round(samples) < 1:
+        raise PreprocessingError(
+            f"--{name} {seconds:g} at --sfreq {sfreq:g} is {samples:g} samples, not a whole number; choose a "
+            f"multiple of {1 / sfreq:g} s"
+        )
+    return int(round(samples))
+
+
+def window_samples(config) -> tuple[int, int]:
+    """Window length and stride in samples at the target rate, after checking the options that combine.
+
+    Returns
+    -------
+    n_times, stride : int
+
+    Raises
+    ------
+    PreprocessingError
+        A window or stride that is not a whole number of samples, a low-pass edge at or above the target Nyquist
+        frequency, a high-pass edge at or above the low-pass edge, or a baseline longer than the window.
+    """
+    n_times = _whole_samples("window_seconds", config.window_seconds, config.sfreq)
+    stride = n_times
+    if config.stride_seconds is not None:
+        stride = _whole_samples("stride_seconds", config.stride_seconds, config.sfreq)
+    if config.h_freq is not None and config.h_freq >= config.sfreq / 2:
+        raise PreprocessingError(
+            f"--h_freq {config.h_freq:g} must be below the target Nyquist {config.sfreq / 2:g} Hz"
+        )
+    if config.l_freq is not None and config.h_freq is not None and config.l_freq >= config.h_freq:
+        raise PreprocessingError(
+            f"--l_freq {config.l_freq:g} must be below --h_freq {config.h_freq:g} (a band-pass needs low < high)"
+        )
+    if config.baseline_seconds is not None and config.baseline_seconds > config.window_seconds:
+        raise PreprocessingError(
+            f"--baseline_seconds {config.baseline_seconds:g} is longer than the {config.window_seconds:g} s window; "
+            "choose at most --window_seconds, or null for no baseline"
+        )
+    return n_times, stride
 
 
 def check_edf_size(path: Path) -> None:
@@ -304,110 +307,3 @@ def normalise(windows: np.ndarray, fit_samples: np.ndarray, method: str) -> np.n
             raise BadRecording(f"channel covariance is singular ({error})") from error
         return whitener @ (windows - mean)
     raise ValueError(f"unknown normalisation {method!r}")
-
-
-def preprocess_edf(config) -> dict[str, Any]:
-    """Build or resume a window corpus from every recording under ``config.input_dir``.
-
-    Parameters
-    ----------
-    config : PreprocessEdfConfig
-
-    Returns
-    -------
-    dict
-        Summary: ``written`` (recordings added this run), ``windows`` (total in the corpus), ``skipped`` and
-        ``failed`` (lists of ``{"path", "reason"}`` in the corpus), ``already_done`` (recordings skipped as done).
-    """
-    ch_names = resolve_channels(config.channels)
-    if config.sfreq <= 0 or config.window_seconds <= 0 or config.shard_windows < 1:
-        raise PreprocessingError("--sfreq, --window_seconds and --shard_windows must be positive")
-    if config.stride_seconds is not None and config.stride_seconds <= 0:
-        raise PreprocessingError(f"--stride_seconds {config.stride_seconds} must be positive")
-    n_times = int(round(config.window_seconds * config.sfreq))
-    if abs(n_times - config.window_seconds * config.sfreq) > 1e-6:
-        raise PreprocessingError(
-            f"--window_seconds {config.window_seconds:g} at --sfreq {config.sfreq:g} is not a whole number of samples"
-        )
-    if config.h_freq is not None and config.h_freq >= config.sfreq / 2:
-        raise PreprocessingError(
-            f"--h_freq {config.h_freq:g} must be below the target Nyquist {config.sfreq / 2:g} Hz"
-        )
-    input_dir = Path(config.input_dir)
-    output_dir = Path(config.output_dir)
-    recordings = find_recordings(input_dir)
-    if config.overwrite and (output_dir / INDEX_NAME).is_file():
-        for path in [output_dir / INDEX_NAME, *output_dir.glob("shard-*.npy")]:
-            path.unlink()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    writer = EEGWindowWriter(
-        output_dir,
-        ch_names=ch_names,
-        sfreq=config.sfreq,
-        n_times=n_times,
-        window_seconds=config.window_seconds,
-        normalisation=normalisation_record(config),
-        filter=filter_record(config),
-        extra={"config": config_to_dict(config), "packages": package_versions(), "input_dir": str(input_dir)},
-    )
-    save_config(config, output_dir / "config.yaml", COMMAND_NAME)
-    done = writer.done_sources
-    buffer: list[np.ndarray] = []
-    buffered_sources: list[dict[str, Any]] = []
-    written = already = 0
-    started = time.time()
-
-    def flush():
-        if buffer:
-            writer.write_shard(np.concatenate(buffer), list(buffered_sources))
-            buffer.clear()
-            buffered_sources.clear()
-
-    for path in tqdm(recordings, desc="recordings", unit="file"):
-        key = str(path.relative_to(input_dir))
-        if key in done:
-            already += 1
-            continue
-        try:
-            windows, record = process_recording(path, ch_names, config)
-        except SkipRecording as reason:
-            writer.record_problem("skipped", key, str(reason))
-            tqdm.write(f"skipped {path}: {reason}")
-            continue
-        except BadRecording as reason:
-            writer.record_problem("failed", key, str(reason))
-            tqdm.write(f"FAILED {path}: {reason}")
-            continue
-        buffer.append(windows)
-        buffered_sources.append({"path": key, "size_bytes": path.stat().st_size, **record})
-        written += 1
-        if sum(len(block) for block in buffer) >= config.shard_windows:
-            flush()
-    flush()
-    writer.save_index()
-    summary = {
-        "written": written,
-        "already_done": already,
-        "windows": writer.n_windows,
-        "shards": len(writer.index["shards"]),
-        "skipped": list(writer.index["skipped"]),
-        "failed": list(writer.index["failed"]),
-        "seconds": round(time.time() - started, 1),
-    }
-    print(_summary_text(summary, output_dir, ch_names, config, n_times))
-    return summary
-
-
-def _summary_text(summary, output_dir: Path, ch_names, config, n_times: int) -> str:
-    lines = [
-        f"{output_dir}: {summary['windows']} windows of {len(ch_names)} channels x {n_times} samples at "
-        f"{config.sfreq:g} Hz in {summary['shards']} shards",
-        f"  this run: {summary['written']} recordings added, {summary['already_done']} already done, "
-        f"{len(summary['skipped'])} skipped, {len(summary['failed'])} failed ({summary['seconds']} s)",
-    ]
-    for kind in ("skipped", "failed"):
-        for entry in summary[kind]:
-            lines.append(f"  {kind}: {entry['path']}: {entry['reason']}")
-    if summary["failed"]:
-        lines.append("  Failed files were not written; fix or replace them and rerun to add them (resumes).")
-    return "\n".join(lines)

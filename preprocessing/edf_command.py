@@ -2,7 +2,7 @@
 
 import argparse
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ttdnet.command import Command
 from ttdnet.preprocessing.common import CHANNELS_HELP
@@ -12,6 +12,17 @@ from ttdnet.preprocessing.common import CHANNELS_HELP
 class PreprocessEdfConfig:
     """Options of ``ttdnet preprocess edf``. The defaults produce windows that match the default THINGS-EEG2
     preprocessing (17 channels, 100 Hz, 1 s = 100 samples, whitened)."""
+
+    OPTION_RANGES: ClassVar[dict[str, str]] = {
+        "sfreq": "(0, inf)",
+        "l_freq": "(0, inf)",
+        "h_freq": "(0, inf)",
+        "window_seconds": "(0, inf)",
+        "stride_seconds": "(0, inf)",
+        "baseline_seconds": "[0, inf)",
+        "shard_windows": "[1, inf)",
+        "max_interpolated_fraction": "[0, 1]",
+    }
 
     input_dir: str = dataclasses.field(
         default="data/eegmmidb",
@@ -26,6 +37,14 @@ class PreprocessEdfConfig:
         metadata={
             "help": "a recording lacking some of the channels: skip it (listed in the summary), interpolate them "
             "by spherical splines from standard 10-05 positions, or stop with an error"
+        },
+    )
+    max_interpolated_fraction: float = dataclasses.field(
+        default=0.25,
+        metadata={
+            "help": "with --missing_channels interpolate: refuse (list as failed) a recording that lacks more than "
+            "this fraction of the --channels, whose output would be too much made up from neighbours; 1 accepts "
+            "any number"
         },
     )
     sfreq: float = dataclasses.field(default=100.0, metadata={"help": "target sampling rate in Hz (the model's)"})
@@ -65,7 +84,7 @@ class PreprocessEdfConfig:
 
 
 def run(config: PreprocessEdfConfig, namespace: argparse.Namespace) -> int:
-    from ttdnet.preprocessing.edf import preprocess_edf
+    from ttdnet.preprocessing.edf_corpus import preprocess_edf
 
     preprocess_edf(config)
     return 0
@@ -80,6 +99,7 @@ COMMAND = Command(
         "Reads every .edf/.bdf/.vhdr under --input_dir with MNE, standardises channel names (PhysioNet 'Fc5.' and "
         "TUH 'EEG FP1-REF' styles included), picks the target channels by name, filters, resamples, normalises "
         "and cuts fixed-length windows into float32 shards with an index.json that records ch_names, sfreq and "
-        "n_times. Unreadable files are listed and skipped; rerunning resumes. See docs/preprocessing.md."
+        "n_times. Unreadable files are listed and skipped (exit status 1 when no recording gives a window); rerunning "
+        "resumes. See docs/preprocessing.md."
     ),
 )

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ttdnet.config import config_to_dict, save_config
+from ttdnet.config import check_option_ranges, config_to_dict, save_config
 from ttdnet.data.things_eeg2 import subject_name
 from ttdnet.hashing import sha256_file
-from ttdnet.io import atomic_np_save, atomic_write_json
+from ttdnet.io import atomic_np_save, atomic_write_json, remove_stale_temporaries
 from ttdnet.preprocessing import mvnn
 from ttdnet.preprocessing.common import (
     PreprocessingError,
@@ -48,10 +48,10 @@ from ttdnet.preprocessing.things_eeg2_discovery import PARTITIONS, SUBJECT_PATTE
 from ttdnet.preprocessing.things_eeg2_epochs import epoch_partition
 from ttdnet.preprocessing.things_eeg2_merge import merge_test, merge_training
 from ttdnet.preprocessing.things_eeg2_readers import load_brainvision, load_raw_npy
+from ttdnet.preprocessing.things_eeg2_resume import PROVENANCE_NAME, finished_subjects
 
 
 COMMAND_NAME = "preprocess things-eeg2"
-PROVENANCE_NAME = "provenance.json"
 
 
 def preprocess_subject(subject_dir: Path, output_dir: Path, raw_root: Path, config) -> dict[str, Any]:
@@ -128,6 +128,7 @@ def preprocess_subject(subject_dir: Path, output_dir: Path, raw_root: Path, conf
 
     seed = config.seed if config.shuffle_repetitions else None
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir)  # what a killed earlier run left half-written
     outputs = {}
     n_test_reps = sum(entry["data"].shape[1] for entry in results["test"])
     test_perm = shuffle(np.arange(n_test_reps), random_state=seed) if seed is not None else None
@@ -151,6 +152,7 @@ def preprocess_subject(subject_dir: Path, output_dir: Path, raw_root: Path, conf
         "subject": subject,
         "parameters": config_to_dict(config),
         "resolved": {
+            "raw_subject_dir": str(subject_dir.resolve()),
             "ch_names": list(ch_names),
             "sfreq": float(config.sfreq),
             "times_first": float(times[0]),
@@ -207,7 +209,7 @@ def _save(path: Path, data: np.ndarray, ch_names, times: np.ndarray, checksum: b
 
 
 def preprocess_things_eeg2(config) -> list[dict[str, Any]]:
-    """Preprocess every selected subject; subjects with a ``provenance.json`` are skipped unless ``overwrite``.
+    """Preprocess every selected subject; a finished subject (``provenance.json``) is skipped unless ``overwrite``.
 
     Parameters
     ----------
@@ -217,6 +219,13 @@ def preprocess_things_eeg2(config) -> list[dict[str, Any]]:
     -------
     list of dict
         The provenance record of every subject processed in this run.
+
+    Raises
+    ------
+    PreprocessingError
+        Bad options or inputs; a finished subject recorded with options that change the result and differ from
+        this run's (see :func:`~ttdnet.preprocessing.things_eeg2_resume.finished_subjects`); checked before
+        anything is written.
     """
     _validate(config)
     raw_root = Path(config.raw_dir)
@@ -238,17 +247,19 @@ def preprocess_things_eeg2(config) -> list[dict[str, Any]]:
     ]
     if foreign and not config.overwrite:
         raise PreprocessingError(
-            f"{foreign[0]} exists and was not written by this command (no {PROVENANCE_NAME} beside it); choose "
-            "another --output_dir, or pass --overwrite to replace it"
+            f"{foreign[0]} exists and was not written by this command, or by a run of it that did not finish (no "
+            f"{PROVENANCE_NAME} beside it); choose another --output_dir, or pass --overwrite to replace it"
         )
+    finished = finished_subjects(output_root, {number: subjects[number] for number in wanted}, config)
     output_root.mkdir(parents=True, exist_ok=True)
     save_config(config, output_root / "config.yaml", COMMAND_NAME)
     done = []
     for number in wanted:
         target = output_root / subject_name(number)
-        if (target / PROVENANCE_NAME).is_file() and not config.overwrite:
-            tqdm.write(f"{subject_name(number)}: already preprocessed ({target / PROVENANCE_NAME}); skipped")
+        if number in finished:
+            tqdm.write(f"{subject_name(number)}: already preprocessed ({finished[number]}); skipped")
             continue
+        (target / PROVENANCE_NAME).unlink(missing_ok=True)  # an interrupted redo must not look finished
         provenance = preprocess_subject(subjects[number], target, raw_root, config)
         tqdm.write(
             f"{provenance['subject']}: training {provenance['outputs']['training']['shape']}, "
@@ -259,6 +270,7 @@ def preprocess_things_eeg2(config) -> list[dict[str, Any]]:
 
 
 def _validate(config) -> None:
+    check_option_ranges(config)
     resolve_channels(config.channels)
     if not config.tmin < 0 < config.tmax and config.baseline:
         raise PreprocessingError(
@@ -266,10 +278,10 @@ def _validate(config) -> None:
         )
     if not config.tmin < config.tmax:
         raise PreprocessingError(f"--tmin {config.tmin} must be below --tmax {config.tmax}")
-    if config.sfreq <= 0:
-        raise PreprocessingError(f"--sfreq {config.sfreq} must be positive")
-    for name in ("max_rep_train", "max_rep_test", "epoch_chunk"):
-        if getattr(config, name) < 1:
-            raise PreprocessingError(f"--{name} {getattr(config, name)} must be at least 1")
+    if config.crop_tmin is not None and not config.tmin <= config.crop_tmin <= config.tmax:
+        raise PreprocessingError(
+            f"--crop_tmin {config.crop_tmin:g} is outside the epoch --tmin {config.tmin:g} ... --tmax "
+            f"{config.tmax:g} s"
+        )
     if config.mvnn_dim == "time" and min(config.max_rep_train, config.max_rep_test) < 2:
         raise PreprocessingError("--mvnn_dim time estimates covariances across repetitions: it needs max_rep >= 2")

@@ -2,9 +2,10 @@
 
 import argparse
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ttdnet.command import Command
+from ttdnet.config import SEED_RANGE
 from ttdnet.data.channels import OFFICIAL_SHUFFLE_SEED
 from ttdnet.preprocessing.common import CHANNELS_HELP
 
@@ -14,6 +15,19 @@ class PreprocessThingsEEG2Config:
     """Options of ``ttdnet preprocess things-eeg2``. The defaults reproduce the official release's steps, except
     that the noise covariance is fitted on the training partition only (``--mvnn_fit train+test`` for the
     release's choice)."""
+
+    OPTION_RANGES: ClassVar[dict[str, str]] = {
+        "subjects": "[0, inf)",
+        "sessions": "[0, inf)",
+        "sfreq": "(0, inf)",
+        "max_rep_train": "[1, inf)",
+        "max_rep_test": "[1, inf)",
+        "seed": SEED_RANGE,
+        "epoch_chunk": "[1, inf)",
+    }
+    RESULT_INDEPENDENT: ClassVar[tuple[str, ...]] = ("output_dir", "subjects", "epoch_chunk", "checksums", "overwrite")
+    """Options that do not change a subject's EEG files: a finished subject is skipped on a rerun when every other
+    option equals the one recorded in its ``provenance.json``."""
 
     raw_dir: str = dataclasses.field(
         default="data/things-eeg2/raw_data",
@@ -104,7 +118,10 @@ class PreprocessThingsEEG2Config:
     )
     overwrite: bool = dataclasses.field(
         default=False,
-        metadata={"help": "redo subjects whose provenance.json exists (otherwise they are skipped as done)"},
+        metadata={
+            "help": "redo subjects whose provenance.json exists (otherwise such a subject is skipped as done when "
+            "recorded with the same options, and an error when not)"
+        },
     )
 
 

@@ -16,7 +16,8 @@ SUBJECT_PATTERN = re.compile(r"^sub-?(\d+)$")
 _SESSION_PATTERN = re.compile(r"^ses-?(\d+)$")
 
 
-def _numbered_dirs(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
+def numbered_dirs(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
+    """Number -> sub-folder of ``folder`` whose name matches ``pattern`` (group 1: the number); empty if absent."""
     found = {}
     if folder.is_dir():
         for entry in sorted(folder.iterdir()):
@@ -29,7 +30,7 @@ def _numbered_dirs(folder: Path, pattern: re.Pattern) -> dict[int, Path]:
 def locate_subjects(raw_dir: Path) -> dict[int, Path]:
     """Subject number -> folder under ``raw_dir`` (or ``raw_dir/raw_data``, ``raw_dir/source_data``)."""
     for candidate in (raw_dir, raw_dir / "raw_data", raw_dir / "source_data"):
-        subjects = _numbered_dirs(candidate, SUBJECT_PATTERN)
+        subjects = numbered_dirs(candidate, SUBJECT_PATTERN)
         if subjects:
             return subjects
     raise PreprocessingError(
@@ -76,7 +77,7 @@ def session_inputs(subject_dir: Path, sessions: list[int] | None, input_format: 
         ``{session: {partition: files}}``; files are ``[npy path]`` for ``raw-npy`` and a list of
         ``(vhdr, beh .mat)`` pairs for ``brainvision``.
     """
-    found = _numbered_dirs(subject_dir, _SESSION_PATTERN)
+    found = numbered_dirs(subject_dir, _SESSION_PATTERN)
     if not found:
         raise PreprocessingError(f"{subject_dir}: no session folders (ses-01, ...)")
     wanted = sorted(found) if sessions is None else sorted(sessions)

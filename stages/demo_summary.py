@@ -50,13 +50,15 @@ def reconstruction_rows(out: Path) -> list[dict]:
         shuffled = metrics.get(f"{key}_shuffled")
         baseline = shuffled["value"] if shuffled else entry["chance"]
         higher = entry["direction"] == "higher"
+        value = entry["value"]  # None: undefined (a correlation on a constant image), never better
+        defined = value is not None and baseline is not None
         rows.append(
             {
                 "score": entry["name"],
                 "value": entry["value"],
                 "baseline": baseline,
                 "baseline_kind": "shuffled pairs" if shuffled else "chance",
-                "better": entry["value"] > baseline if higher else entry["value"] < baseline,
+                "better": defined and (value > baseline if higher else value < baseline),
             }  # fmt: skip
         )
     return rows
@@ -74,13 +76,18 @@ def demo_summary(out: Path, state: dict, seconds_this_run: float) -> dict:
     }
 
 
+def number(value: float | None) -> str:
+    """A score to four decimals, or "undefined" for a score evaluate reported as null."""
+    return "undefined" if value is None else f"{value:.4f}"
+
+
 def summary_text(summary: dict) -> str:
     """The summary as a Markdown table plus the report's location."""
     lines = ["# ttdnet demo: synthetic THINGS-EEG2, tiny models", "", "| score | value | baseline | better |"]
     lines.append("|---|---|---|---|")
     for row in summary["retrieval"] + summary["reconstruction"]:
         lines.append(
-            f"| {row['score']} | {row['value']:.4f} | {row['baseline']:.4f} ({row['baseline_kind']}) | "
+            f"| {row['score']} | {number(row['value'])} | {number(row['baseline'])} ({row['baseline_kind']}) | "
             f"{'yes' if row['better'] else 'no'} |"
         )
     steps = ", ".join(

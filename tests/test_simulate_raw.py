@@ -1,5 +1,7 @@
 """``ttdnet simulate --raw``: the published raw format, and the pipeline raw -> preprocessed -> dataset."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,8 +12,10 @@ from ttdnet.data.channels import RAW_63_CHANNELS
 
 SCALE = [
     "--n_subjects", "1", "--n_train_concepts", "4", "--images_per_concept", "2", "--n_test_images", "3",
-    "--train_repetitions", "4", "--test_repetitions", "8", "--image_size", "16",
+    "--train_repetitions", "4", "--test_repetitions", "80", "--image_size", "16",
 ]  # fmt: skip
+"""20 test repetitions per session, as the real data and the shipped presets' max_rep_test."""
+PRESETS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("preprocess_things_eeg2*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +43,7 @@ def test_raw_files_follow_the_published_format(simulated_raw):
             data = raw["raw_eeg_data"]
             assert data.shape[0] == 64 and data.dtype == np.float64
             onsets = np.flatnonzero(data[-1])
-            assert np.all(np.diff(onsets) == 200) and onsets[0] >= 200 and data.shape[1] - onsets[-1] >= 800
+            assert np.all(np.diff(onsets) == 200) and onsets[0] == 2000 and data.shape[1] - 1 - onsets[-1] == 2000
             codes = data[-1, onsets].astype(int)
             assert (codes == 99999).any()
             images = codes[codes != 99999]
@@ -57,14 +61,11 @@ def test_raw_files_follow_the_published_format(simulated_raw):
 def test_preprocessing_the_simulated_raw_data(simulated_raw, tmp_path, capsys):
     out = tmp_path / "preprocessed"
     raw_dir = str(simulated_raw / "raw_data")
-    # 8 test repetitions over 4 sessions: 2 per session instead of the official 20.
-    assert (
-        main(["preprocess", "things-eeg2", "--raw_dir", raw_dir, "--output_dir", str(out), "--max_rep_test", "2"]) == 0
-    )
+    assert main(["preprocess", "things-eeg2", "--raw_dir", raw_dir, "--output_dir", str(out)]) == 0
     capsys.readouterr()
     training = read_preprocessed_eeg(out / "sub-01" / "preprocessed_eeg_training.npy")
     test = read_preprocessed_eeg(out / "sub-01" / "preprocessed_eeg_test.npy")
-    assert training.data.shape == (8, 4, 17, 100) and test.data.shape == (3, 8, 17, 100)
+    assert training.data.shape == (8, 4, 17, 100) and test.data.shape == (3, 80, 17, 100)
     dataset = ThingsEEG2Dataset(
         eeg_dir=out, image_dir=simulated_raw / "image_set", split="test", cache_dir=tmp_path / "cache"
     )
@@ -75,6 +76,27 @@ def test_preprocessing_the_simulated_raw_data(simulated_raw, tmp_path, capsys):
     halves = (halves - halves.mean(axis=1, keepdims=True)).reshape(2, 3, -1)
     agreement = np.corrcoef(halves[0], halves[1])[:3, 3:]
     assert np.all(np.diag(agreement) > agreement.max(axis=1, where=~np.eye(3, dtype=bool), initial=-1))
+
+
+# (channels, samples) each preset's epochs give: -0.2 ... 0.8 s at 100 Hz; -0.2 ... 1.0 s at 250 Hz from 0.0 s on
+PRESET_SHAPES = {"preprocess_things_eeg2.yaml": (17, 100), "preprocess_things_eeg2_nice250.yaml": (63, 250)}
+
+
+def test_every_shipped_preset_knows_its_expected_shape():
+    assert sorted(path.name for path in PRESETS) == sorted(PRESET_SHAPES)
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda path: path.stem)
+def test_every_shipped_preset_preprocesses_the_simulated_raw_data(simulated_raw, tmp_path, capsys, preset):
+    """The simulator's raw recordings leave room before the first and after the last onset for every preset."""
+    out = tmp_path / "out"
+    argv = ["--config", str(preset), "--raw_dir", str(simulated_raw / "raw_data"), "--output_dir", str(out)]
+    assert main(["preprocess", "things-eeg2", *argv, "--no_checksums"]) == 0, capsys.readouterr().err
+    n_chans, n_times = PRESET_SHAPES[preset.name]
+    training = read_preprocessed_eeg(out / "sub-01" / "preprocessed_eeg_training.npy")
+    test = read_preprocessed_eeg(out / "sub-01" / "preprocessed_eeg_test.npy")
+    assert training.data.shape == (8, 4, n_chans, n_times) and test.data.shape == (3, 80, n_chans, n_times)
+    assert np.isfinite(training.data).all() and np.isfinite(test.data).all()
 
 
 def test_raw_needs_repetitions_that_split_over_sessions(tmp_path, capsys):

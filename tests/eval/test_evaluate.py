@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bad_input import assert_one_line_error
 from eval_fixtures import noisy, smooth_image, tiny_backbones, write_image
 from PIL import Image
 
@@ -103,8 +104,11 @@ def test_metrics_json_records_definitions_settings_versions_and_seeds(perfect):
         "settings",
         "seed",
         "value_sample0",
+        "undefined",
+        "undefined_reason",
     ):
         assert field in entry
+    assert entry["undefined"] == 0 and entry["undefined_reason"] is None
     assert on_disk["per_trial"]["trial_ids"] == [f"img{i}" for i in range(8)]
     assert len(on_disk["per_trial"]["scores"]["clip"]) == 8 and "clip" in on_disk["per_trial"]["scores_sample0"]
     assert on_disk["versions"]["torch"] and on_disk["versions"]["scikit-image"]
@@ -201,6 +205,7 @@ def test_cli_end_to_end_without_networks(tmp_path, capsys):
     }
 
 
+@pytest.mark.bad_input
 def test_cli_offline_missing_weights_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
@@ -219,11 +224,9 @@ def test_cli_offline_missing_weights_is_a_clear_error(tmp_path, capsys, monkeypa
         str(tmp_path / "w"),
     ]
     assert main(argv) == 1
-    error = capsys.readouterr().err
-    assert (
-        "2 weight file(s)" in error and "alexnet-owt-7be5be79.pth" in error and "swav_800ep_pretrain.pth.tar" in error
-    )
-    assert "Traceback" not in error
+    error = assert_one_line_error(capsys, "evaluate", "2 weight file(s) needed by the selected metrics are missing")
+    assert "(1) alexnet (" in error and "alexnet-owt-7be5be79.pth" in error
+    assert "(2) swav (" in error and "swav_800ep_pretrain.pth.tar" in error
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 

@@ -16,8 +16,8 @@ from ttdnet.data.channels import POSTERIOR_17_CHANNELS, RAW_63_CHANNELS
 from ttdnet.data.eeg_windows import EEGWindowCorpus, EEGWindowDataset, WindowContractError, WindowCorpusError
 from ttdnet.errors import TtdnetError
 from ttdnet.preprocessing.common import standardise_channel_name
-from ttdnet.preprocessing.edf import preprocess_edf
 from ttdnet.preprocessing.edf_command import PreprocessEdfConfig
+from ttdnet.preprocessing.edf_corpus import preprocess_edf
 
 
 @pytest.fixture(scope="module")
@@ -170,19 +170,49 @@ def test_rerun_resumes_and_keeps_written_shards(physionet, tmp_path):
         preprocess_edf(dataclasses.replace(config, sfreq=50.0))
 
 
-def test_missing_channels_skip_or_interpolate(physionet, tmp_path):
-    skipped = preprocess_edf(config_for(physionet["root"], tmp_path / "a", channels="raw63"))
-    assert len(skipped["skipped"]) == 3 and skipped["windows"] == 0
-    assert all("['FT9', 'TP9', 'TP10', 'FT10']" in entry["reason"] for entry in skipped["skipped"])
+def test_missing_channels_skip_or_interpolate(physionet, tmp_path, capsys):
+    # every recording skipped (3, lacking 4 channels) or failed (2): an error, not an empty corpus
+    with pytest.raises(TtdnetError, match=r"none of the 5 recordings gave a window \(2 failed, 3 skipped\)"):
+        preprocess_edf(config_for(physionet["root"], tmp_path / "a", channels="raw63"))
+    index = json.loads((tmp_path / "a" / "index.json").read_text())
+    assert index["n_windows"] == 0 and len(index["skipped"]) == 3
+    assert all("['FT9', 'TP9', 'TP10', 'FT10']" in entry["reason"] for entry in index["skipped"])
+    capsys.readouterr()
     done = preprocess_edf(
         config_for(physionet["root"], tmp_path / "b", channels="raw63", missing_channels="interpolate")
     )
     corpus = EEGWindowCorpus(tmp_path / "b")
     assert corpus.ch_names == RAW_63_CHANNELS and done["windows"] == 90
     assert corpus.sources()[0]["missing_channels"] == ["FT9", "TP9", "TP10", "FT10"]
+    assert [source["n_interpolated"] for source in corpus.sources()] == [4, 4, 4]
+    printed = capsys.readouterr().out
+    assert "interpolated: 3 of 3 recordings, 4 of 63 channels each" in printed and "2 recordings failed" in printed
     assert np.isfinite(corpus[0]).all() and corpus[0][RAW_63_CHANNELS.index("TP9")].std() > 0
     with pytest.raises(TtdnetError, match=r"S001R01.edf: lacks channels \['FT9'"):
         preprocess_edf(config_for(physionet["root"], tmp_path / "c", channels="raw63", missing_channels="error"))
+
+
+def test_interpolated_channels_are_counted_and_capped(tmp_path, capsys):
+    folder = tmp_path / "in"
+    without = {"four": ("Po7", "Po3", "Po4", "Po8"), "five": ("Po7", "Po3", "Poz", "Po4", "Po8")}  # of 17
+    for name, dropped in without.items():
+        labels = [label for label in PHYSIONET_LABELS if label not in dropped]
+        write_physionet_edf(folder / f"{name}.edf", 160.0, 12.0, seed=4, labels=labels)
+    summary = preprocess_edf(config_for(folder, tmp_path / "a", missing_channels="interpolate"))
+    # 4/17 = 0.235 is within the default 0.25, 5/17 = 0.294 is not: a failure, listed with its reason
+    assert summary["windows"] == 12 and [entry["path"] for entry in summary["failed"]] == ["five.edf"]
+    assert "lacks 5 of the 17 target channels" in summary["failed"][0]["reason"]
+    assert [(s["path"], s["n_interpolated"]) for s in EEGWindowCorpus(tmp_path / "a").sources()] == [("four.edf", 4)]
+    printed = capsys.readouterr().out
+    assert "interpolated: 1 of 1 recordings, 4 of 17 channels each (most: four.edf)" in printed
+    assert "1 failed" in printed and "1 recordings failed and were not written" in printed
+    summary = preprocess_edf(
+        config_for(folder, tmp_path / "b", missing_channels="interpolate", max_interpolated_fraction=1.0)
+    )
+    assert summary["windows"] == 24 and summary["failed"] == []
+    counts = [(s["path"], s["n_interpolated"]) for s in EEGWindowCorpus(tmp_path / "b").sources()]
+    assert counts == [("five.edf", 5), ("four.edf", 4)]
+    assert "interpolated: 2 of 2 recordings, 4 to 5 of 17 channels each (most: five.edf)" in capsys.readouterr().out
 
 
 def test_sampling_rate_below_target_is_skipped(physionet, tmp_path):

@@ -10,6 +10,7 @@ import mne
 import numpy as np
 import pytest
 import scipy.linalg
+import yaml
 from raw_files import SFREQ, TARGET, write_raw_subject
 from sklearn.covariance import ledoit_wolf
 from sklearn.preprocessing import StandardScaler
@@ -187,10 +188,42 @@ def test_done_subjects_are_skipped_unless_overwrite(raw_things, tmp_path, capsys
     out = tmp_path / "out"
     config = config_for(raw_things["root"], out, checksums=False)
     assert len(preprocess_things_eeg2(config)) == 1
-    assert preprocess_things_eeg2(config) == []
+    provenance = (out / "sub-01" / "provenance.json").read_bytes()
+    # options that do not change the EEG files, and the raw folder's parent (same subject folder): skipped as done
+    same = dataclasses.replace(config, raw_dir=str(raw_things["root"].parent), epoch_chunk=7, checksums=True)
+    assert preprocess_things_eeg2(same) == []
     captured = capsys.readouterr()
-    assert "already preprocessed" in captured.out + captured.err
-    assert len(preprocess_things_eeg2(dataclasses.replace(config, overwrite=True))) == 1
+    assert "sub-01: already preprocessed" in captured.out + captured.err
+    assert (out / "sub-01" / "provenance.json").read_bytes() == provenance
+    assert yaml.safe_load((out / "config.yaml").read_text())["epoch_chunk"] == 7  # this run's options
+    # an option that changes them: refused before anything is written, redone with --overwrite
+    changed = dataclasses.replace(config, mvnn_fit="train+test")
+    with pytest.raises(TtdnetError, match=r"mvnn_fit: recorded 'train', now 'train\+test'"):
+        preprocess_things_eeg2(changed)
+    assert yaml.safe_load((out / "config.yaml").read_text())["mvnn_fit"] == "train"
+    assert len(preprocess_things_eeg2(dataclasses.replace(changed, overwrite=True))) == 1
+    recorded = json.loads((out / "sub-01" / "provenance.json").read_text())["parameters"]
+    assert recorded["mvnn_fit"] == yaml.safe_load((out / "config.yaml").read_text())["mvnn_fit"] == "train+test"
+
+
+def test_an_interrupted_redo_does_not_look_finished(raw_things, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    config = config_for(raw_things["root"], out, checksums=False)
+    preprocess_things_eeg2(config)
+    test_file = out / "sub-01" / "preprocessed_eeg_test.npy"
+    before = test_file.read_bytes()
+
+    def killed(*args):
+        raise KeyboardInterrupt  # after the new test file was written, before the training file
+
+    monkeypatch.setattr("ttdnet.preprocessing.things_eeg2.merge_training", killed)
+    with pytest.raises(KeyboardInterrupt):
+        preprocess_things_eeg2(dataclasses.replace(config, mvnn_fit="train+test", overwrite=True))
+    monkeypatch.undo()
+    assert test_file.read_bytes() != before and not (out / "sub-01" / "provenance.json").exists()
+    # the folder now mixes the two runs' files: never skipped as done
+    with pytest.raises(TtdnetError, match="or by a run of it that did not finish"):
+        preprocess_things_eeg2(config)
 
 
 def test_eeg_files_it_did_not_write_are_replaced_only_with_overwrite(raw_things, tmp_path):

@@ -79,8 +79,8 @@ def test_a_start_that_failed_on_bad_input_can_be_run_again_without_overwrite(ret
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        (["--window_seconds", "0"], "--sfreq, --window_seconds and --shard_windows must be positive"),
-        (["--stride_seconds", "-1"], "--stride_seconds -1.0 must be positive"),
+        (["--window_seconds", "0"], "option: 'window_seconds' is 0.0; it must be in (0, inf)"),
+        (["--stride_seconds", "-1"], "option: 'stride_seconds' is -1.0; it must be in (0, inf)"),
     ],
 )
 def test_preprocess_edf_window_options(tmp_path, capsys, flags, expected):

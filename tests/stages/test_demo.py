@@ -128,3 +128,23 @@ def test_the_demo_turns_eeg_into_images_that_beat_their_baselines(tmp_path, caps
     assert main(["demo", "--output_dir", str(out), *smallest]) == 0
     assert capsys.readouterr().out.count("(finished earlier, reused)") == len(demo.STEPS)
     print(f"demo took {seconds:.0f} s")
+
+
+def test_an_undefined_score_is_shown_as_undefined_and_never_better(tmp_path):
+    from ttdnet.stages.demo_summary import reconstruction_rows, summary_text
+
+    (tmp_path / "evaluate").mkdir()
+    metrics = {
+        "pixcorr": {"name": "PixCorr", "value": None, "direction": "higher", "chance": 0.0},
+        "pixcorr_shuffled": {"name": "PixCorr shuffled", "value": 0.01, "direction": "higher"},
+        "ssim": {"name": "SSIM", "value": 0.3, "direction": "higher", "chance": 0.0},
+        "ssim_shuffled": {"name": "SSIM shuffled", "value": 0.2, "direction": "higher"},
+    }
+    (tmp_path / "evaluate" / "metrics.json").write_text(json.dumps({"metrics": metrics}))
+    rows = {row["score"]: row for row in reconstruction_rows(tmp_path)}
+    assert rows["PixCorr"]["better"] is False and rows["SSIM"]["better"] is True
+    summary = {"retrieval": [], "reconstruction": list(rows.values()), "step_seconds": {}, "seconds_this_run": 1.0,
+               "report": "r.html", "images": "g.png"}  # fmt: skip
+    text = summary_text(summary)
+    assert "| PixCorr | undefined | 0.0100 (shuffled pairs) | no |" in text
+    assert "| SSIM | 0.3000 | 0.2000 (shuffled pairs) | yes |" in text

@@ -22,9 +22,12 @@ from ttdnet.simulate.names import stable_seed
 RAW_SFREQ = 1000
 SOA_SAMPLES = 200
 """Stimulus onset asynchrony: 200 ms at 1 kHz (5 Hz RSVP)."""
-LEAD_SAMPLES = 1000
-TAIL_SAMPLES = 1000
-"""Margins before the first and after the last onset (the official epoching needs 200 and 800)."""
+LEAD_SAMPLES = 2000
+TAIL_SAMPLES = 2001
+"""Margins before the first and after the last onset, in samples. An epoch of ``tmin ... tmax`` needs
+``-tmin * 1000`` samples before its onset and ``tmax * 1000 + 1`` from it on (``tmax`` is inclusive): 200 and 801 for
+the official -0.2 ... 0.8 s, 200 and 1001 for the NICE/ATM -0.2 ... 1.0 s. The 2 s margins leave room for epochs up
+to -2.0 ... 2.0 s."""
 RESPONSE_SECONDS = 0.8
 TARGET_CODE = 99999
 EXTRA_REPEAT_FRACTION = 0.01
