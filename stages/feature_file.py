@@ -17,6 +17,10 @@ String metadata (safetensors ``__metadata__``; lists and dicts are JSON):
 * ``settings``: the extraction settings (backbone, weights, layers, pooling, preprocessing, ...), compared to
   decide whether a cache can be reused; ``provenance``: library versions (informative only).
 
+Every row must be finite and hold more than one value over its layers' true widths (an all-zero or constant
+row carries nothing about its image); both the writer and the reader refuse a file that breaks this, naming
+the split and the first bad row.
+
 Any program can write such a file (:func:`write_feature_file`, or ``safetensors.torch.save_file`` with the same
 keys), and ``ttdnet train-retrieval --features FILE`` will use it.
 """
@@ -34,6 +38,7 @@ from ttdnet.errors import TtdnetError
 FORMAT = "ttdnet-image-features"
 VERSION = "1"
 SPLITS = ("training", "test")
+ROWS_PER_CHECK = 4096  # rows converted to float32 at a time by :func:`first_bad_row`
 
 
 class FeatureFileError(TtdnetError):
@@ -91,6 +96,38 @@ class FeatureFile:
         )
 
 
+def first_bad_row(features: torch.Tensor, layer_dims: list[int]) -> tuple[int, str] | None:
+    """The first row that is not finite, all zeros or constant, with what is wrong with it.
+
+    Parameters
+    ----------
+    features : torch.Tensor, shape (n_images, n_layers, dim)
+    layer_dims : list of int
+        Each layer's true width; the zero padding beyond it counts for finiteness only.
+
+    Returns
+    -------
+    (int, str) or None
+        The row index and a description (``"holds NaN or Inf values"``, ``"is all zeros"``, ``"is constant
+        (every value is 0.5)"``), or None when every row is fine.
+    """
+    valid = torch.arange(features.shape[2]) < torch.tensor(layer_dims)[:, None]  # (n_layers, dim)
+    for start in range(0, features.shape[0], ROWS_PER_CHECK):
+        block = features[start : start + ROWS_PER_CHECK].float()
+        finite = torch.isfinite(block).flatten(1).all(dim=1)
+        high = torch.where(valid, block, -torch.inf).flatten(1).amax(dim=1)
+        low = torch.where(valid, block, torch.inf).flatten(1).amin(dim=1)
+        bad = (~finite | (high == low)).nonzero()
+        if len(bad):
+            row = int(bad[0])
+            if not finite[row]:
+                return start + row, "holds NaN or Inf values"
+            if high[row] == 0:
+                return start + row, "is all zeros"
+            return start + row, f"is constant (every value is {float(high[row]):g})"
+    return None
+
+
 def write_feature_file(
     path: str | os.PathLike,
     features: dict[str, torch.Tensor],
@@ -107,7 +144,8 @@ def write_feature_file(
     ----------
     path : path-like
     features : dict
-        ``"training"`` and ``"test"`` tensors ``(n_images, n_layers, dim)`` (cast to float16; must stay finite).
+        ``"training"`` and ``"test"`` tensors ``(n_images, n_layers, dim)`` (cast to float16; every row must stay
+        finite and must not be all zeros or constant, see :func:`first_bad_row`).
     paths, layer_names, layer_dims, normalized, settings, provenance :
         See :class:`FeatureFile`.
     """
@@ -115,6 +153,8 @@ def write_feature_file(
 
     from ttdnet.io import atomic_open
 
+    if len(layer_dims) != len(layer_names):
+        raise FeatureFileError(f"feature file {path}: {len(layer_dims)} layer_dims for {len(layer_names)} layers")
     tensors = {}
     for split in SPLITS:
         if split not in features:
@@ -130,6 +170,12 @@ def write_feature_file(
         if not torch.isfinite(half).all():
             raise FeatureFileError(
                 f"{split} features overflow float16 (|x| > 65504) or are not finite; pick other layers or L2-normalise"
+            )
+        bad = first_bad_row(half, layer_dims)
+        if bad is not None:
+            raise FeatureFileError(
+                f"feature file {path}: {split} row {bad[0]} ({paths[split][bad[0]]}) {bad[1]}, so it carries nothing "
+                "about its image; check the image and the chosen layers"
             )
         tensors[split] = half
     if tensors["training"].shape[1:] != tensors["test"].shape[1:]:
@@ -162,7 +208,8 @@ def read_feature_file(path: str | os.PathLike, expect_normalized: bool | None = 
     Raises
     ------
     FeatureFileError
-        Missing file, wrong format, inconsistent shapes or a normalisation-state mismatch.
+        Missing file, wrong format, a dtype other than float16, inconsistent shapes, a row that is not finite,
+        all zeros or constant (:func:`first_bad_row`), or a normalisation-state mismatch.
     """
     from safetensors import safe_open
 
@@ -205,6 +252,11 @@ def read_feature_file(path: str | os.PathLike, expect_normalized: bool | None = 
         raise FeatureFileError(f"{path}: 'normalized' must be 'true' or 'false', got {normalized!r}")
     for split in SPLITS:
         array = features[split]
+        if array.dtype != torch.float16:
+            raise FeatureFileError(
+                f"{path}: the {split} features are {str(array.dtype).removeprefix('torch.')}; the format stores "
+                "float16 (save them with .half(), see docs/retrieval.md)"
+            )
         if array.ndim != 3 or array.shape[1] != len(layer_names) or array.shape[0] != len(paths[split]):
             raise FeatureFileError(
                 f"{path}: {split} features have shape {tuple(array.shape)}, expected ({len(paths[split])}, "
@@ -212,9 +264,20 @@ def read_feature_file(path: str | os.PathLike, expect_normalized: bool | None = 
             )
     if features["training"].shape[2] != features["test"].shape[2]:
         raise FeatureFileError(f"{path}: training and test features differ in width")
-    if len(layer_dims) != len(layer_names) or max(layer_dims) > features["training"].shape[2]:
-        raise FeatureFileError(f"{path}: layer_dims {layer_dims} do not fit {len(layer_names)} layers of width "
-                               f"{features['training'].shape[2]}")  # fmt: skip
+    width = features["training"].shape[2]
+    if len(layer_dims) != len(layer_names) or not all(isinstance(d, int) and 1 <= d <= width for d in layer_dims):
+        raise FeatureFileError(
+            f"{path}: layer_dims {layer_dims} do not fit {len(layer_names)} layers of width {width}"
+        )
+    for split in SPLITS:
+        bad = first_bad_row(features[split], layer_dims)
+        if bad is not None:
+            row, problem = bad
+            raise FeatureFileError(
+                f"{path}: {split} row {row} ({paths[split][row]}) {problem}; every row must hold finite values "
+                "that are not all equal: re-extract the features with `ttdnet features` or fix the program that "
+                "wrote the file"
+            )
     result = FeatureFile(
         features={split: features[split] for split in SPLITS},
         paths=paths,

@@ -11,12 +11,21 @@ import logging
 from typing import ClassVar, Literal
 
 from ttdnet.command import Command
+from ttdnet.config import SEED_RANGE
 
 
 @dataclasses.dataclass
 class FeaturesConfig:
     """Options of ``ttdnet features``."""
 
+    OPTION_RANGES: ClassVar[dict[str, str]] = {
+        "seed": SEED_RANGE,
+        "grid_size": "[1, inf)",
+        "image_size": "[1, inf)",
+        "batch_size": "[1, inf)",
+        "dataloader_num_workers": "[0, inf)",
+        "chunk_size": "[1, inf)",
+    }
     RENAMED_OPTIONS: ClassVar[dict[str, str]] = {
         "num_workers": "--num_workers is now --dataloader_num_workers, the name the training commands use",
     }
@@ -73,7 +82,9 @@ class FeaturesConfig:
     chunk_size: int = dataclasses.field(
         default=1024, metadata={"help": "images per resumable chunk (an interrupted run restarts at the last chunk)"}
     )
-    output_dir: str = dataclasses.field(default="features", metadata={"help": "folder of the feature files"})
+    output_dir: str = dataclasses.field(
+        default="features", metadata={"help": "folder of the feature files (each with its <name>.config.yaml)"}
+    )
     output_file: str | None = dataclasses.field(
         default=None, metadata={"help": "explicit feature file; default output_dir/<backbone>.safetensors"}
     )
@@ -98,8 +109,8 @@ COMMAND = Command(
     run=run,
     description=(
         "Run a frozen image backbone over training_images/ and test_images/ and store (n_images, n_layers, dim) "
-        "float16 features per split with the image paths and settings. Reused when the settings match, rebuilt "
-        "otherwise; resumable. Example: ttdnet features --image_dir data/synthetic-things-eeg2 --backbone "
-        "torchvision:resnet18 --random_init --pooling grid"
+        "float16 features per split with the image paths and settings, and the resolved options beside it as "
+        "<name>.config.yaml. Reused when the settings match, rebuilt otherwise; resumable. Example: ttdnet "
+        "features --image_dir data/synthetic-things-eeg2 --backbone torchvision:resnet18 --random_init --pooling grid"
     ),
 )

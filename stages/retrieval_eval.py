@@ -16,6 +16,7 @@ from ttdnet.data import ThingsEEG2Dataset
 from ttdnet.errors import TtdnetError
 from ttdnet.eval.retrieval import retrieval_keys, retrieval_scores
 from ttdnet.stages.retrieval_model import RetrievalModel
+from ttdnet.stages.train_retrieval import DEFAULT_KWAY, DEFAULT_TOPK
 
 
 @torch.no_grad()
@@ -86,6 +87,43 @@ def evaluate_split(
     return out
 
 
+def check_test_gallery(kway: list[int], topk: list[int], gallery_size: int) -> dict[str, str]:
+    """Check ``--kway`` and ``--topk`` against the test gallery, before training.
+
+    Parameters
+    ----------
+    kway, topk : list of int
+    gallery_size : int
+        Images in the test gallery (the test images of the data).
+
+    Returns
+    -------
+    dict of str to str
+        For the default lists (:data:`DEFAULT_KWAY`, :data:`DEFAULT_TOPK`), the values too large for the gallery
+        (``{"kway_not_computed": "50, 100, 200: larger than the test gallery of 20 images"}``), for the results.
+
+    Raises
+    ------
+    TtdnetError
+        A value the user chose is larger than the gallery: its score could not be computed.
+    """
+    notes = {}
+    checked = (("kway", kway, DEFAULT_KWAY, "k-way sizes"), ("topk", topk, DEFAULT_TOPK, "top-t cut-offs"))
+    for name, values, default, what in checked:
+        beyond = sorted({value for value in values if value > gallery_size})
+        if not beyond:
+            continue
+        shown = " ".join(str(value) for value in beyond)
+        if list(values) != list(default):
+            raise TtdnetError(
+                f"--{name} {shown}: larger than the test gallery of {gallery_size} images, so never computed; "
+                f"give {what} of at most {gallery_size}"
+            )
+        listed = ", ".join(str(value) for value in beyond)
+        notes[f"{name}_not_computed"] = f"{listed}: larger than the test gallery of {gallery_size} images"
+    return notes
+
+
 def validation_galleries(dataset: ThingsEEG2Dataset) -> list[np.ndarray]:
     """Galleries of one image per held-out concept: the j-th image of every concept, for each j.
 
@@ -120,6 +158,17 @@ def validation_galleries(dataset: ThingsEEG2Dataset) -> list[np.ndarray]:
 def validation_keys(gallery_size: int, ks: list[int], ts: list[int]) -> list[str]:
     """The score keys :func:`validation_scores` produces for galleries of at least ``gallery_size`` images."""
     return retrieval_keys(gallery_size, ks, ts)
+
+
+def check_selection_metric(metric: str, galleries: list[np.ndarray], ks: list[int], ts: list[int]) -> None:
+    """Raise :class:`TtdnetError` unless :func:`validation_scores` on ``galleries`` yields ``metric``."""
+    smallest = min(len(gallery) for gallery in galleries)
+    available = validation_keys(smallest, ks, ts)
+    if metric not in available:
+        raise TtdnetError(
+            f"--selection_metric {metric} cannot be computed on validation galleries of {smallest} held-out "
+            f"concepts; choose one of {available}"
+        )
 
 
 def validation_scores(

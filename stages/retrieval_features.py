@@ -14,7 +14,10 @@ from pathlib import Path
 
 import torch
 
+from ttdnet.devices import resolve_device
 from ttdnet.errors import TtdnetError
+from ttdnet.io import remove_stale_temporaries
+from ttdnet.stages.chunked_cache import ChunkSizeError, check_saved_chunks, compute_in_chunks, open_partial_dir
 from ttdnet.stages.feature_file import SPLITS, FeatureFile, FeatureFileError, read_feature_file, write_feature_file
 from ttdnet.stages.image_backbones import Backbone, build_backbone, default_layers
 from ttdnet.stages.layer_taps import LayerTaps, pixel_layers, pool_output
@@ -107,8 +110,6 @@ def extract(
     """
     from tqdm.auto import tqdm
 
-    from ttdnet.stages.chunked_cache import compute_in_chunks
-
     layers, device, dtype = settings.layers, settings.device, settings.dtype
     taps = None
     if backbone.module is not None:
@@ -189,14 +190,39 @@ def output_path(config) -> Path:
     return Path(config.output_dir) / f"{slug}.safetensors"
 
 
+def config_path(target: Path) -> Path:
+    """The resolved options of the run that wrote ``target``: ``<stem>.config.yaml`` beside it."""
+    return target.with_name(f"{target.stem}.config.yaml")
+
+
+def reusable(target: Path, settings: dict, overwrite: bool) -> FeatureFile | None:
+    """The feature file at ``target`` if it can be reused (readable, valid, same settings, no ``overwrite``)."""
+    if not target.is_file() or overwrite:
+        return None
+    try:
+        existing = read_feature_file(target)
+    except FeatureFileError as error:
+        logger.warning(f"{target} is unreadable ({error}); rebuilding it")
+        return None
+    if existing.settings == settings:
+        return existing
+    changed = sorted(k for k in set(settings) | set(existing.settings) if settings.get(k) != existing.settings.get(k))
+    logger.info(f"{target}: settings changed ({changed}); rebuilding")
+    return None
+
+
 def run_features(config) -> dict:
-    """Extract (or reuse) the feature file described by ``config`` (a ``FeaturesConfig``); return a summary."""
+    """Extract (or reuse) the feature file described by ``config`` (a ``FeaturesConfig``); return a summary.
+
+    The resolved options are saved as :func:`config_path` beside the file, once the file is written or reused.
+    """
     import open_clip
     import peft
     import timm
     import torchvision
     import transformers
 
+    from ttdnet.config import save_config
     from ttdnet.data import locate_image_set, read_image_metadata
 
     if config.image_dir is None:
@@ -218,31 +244,15 @@ def run_features(config) -> dict:
     )
     settings = feature_settings(config, backbone, layers, paths)
     target = output_path(config)
-    if target.is_file() and not config.overwrite:
-        try:
-            existing = read_feature_file(target)
-        except FeatureFileError as error:
-            logger.warning(f"{target} is unreadable ({error}); rebuilding it")
-            existing = None
-        if existing is not None and existing.settings == settings:
-            logger.info(f"{target}: settings match; reusing the cached features")
-            return {
-                "output": str(target),
-                "reused": True,
-                "layers": layers,
-                "shape": list(existing.features["training"].shape),
-            }
-        if existing is not None:
-            changed = sorted(
-                k for k in set(settings) | set(existing.settings) if settings.get(k) != existing.settings.get(k)
-            )
-            logger.info(f"{target}: settings changed ({changed}); rebuilding")
-    from ttdnet.stages.chunked_cache import open_partial_dir
-
+    existing = reusable(target, settings, config.overwrite)
+    if existing is not None:
+        logger.info(f"{target}: settings match; reusing the cached features")
+        save_config(config, config_path(target), "features")
+        return {"output": str(target), "reused": True, "layers": layers,
+                "shape": list(existing.features["training"].shape), "config": str(config_path(target))}  # fmt: skip
+    remove_stale_temporaries(target.parent, target.name)
     partial_dir = target.with_name(f".{target.name}.partial")
-    if open_partial_dir(partial_dir, settings, config.overwrite):
-        logger.info(f"resuming the extraction from {partial_dir}")
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(config.device)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[config.model_dtype]
     extraction = ExtractionSettings(
         layers=layers,
@@ -255,11 +265,22 @@ def run_features(config) -> dict:
         dtype=dtype,
         chunk_size=config.chunk_size,
     )
+    if open_partial_dir(partial_dir, settings, config.overwrite):
+        logger.info(f"resuming the extraction from {partial_dir}")
+        remove_stale_temporaries(partial_dir)
+        try:
+            for split in SPLITS:
+                check_saved_chunks(partial_dir, split, len(paths[split]), config.chunk_size)
+        except ChunkSizeError as error:
+            same = f"--chunk_size {error.saved}" if error.saved else "the chunk size of the interrupted run"
+            raise TtdnetError(f"{error}: rerun with {same} to resume it, or add --overwrite to start again") from None
     features, layer_dims = extract(image_dir, paths, backbone, extraction, partial_dir)
     provenance = {"torch": torch.__version__, "torchvision": torchvision.__version__,
                   "open_clip": open_clip.__version__, "transformers": transformers.__version__,
                   "timm": timm.__version__, "peft": peft.__version__}  # fmt: skip
     write_feature_file(target, features, paths, layers, layer_dims, config.normalize, settings, provenance)
+    save_config(config, config_path(target), "features")
     shutil.rmtree(partial_dir)
     return {"output": str(target), "reused": False, "layers": layers, "layer_dims": layer_dims,
-            "shape": {split: list(features[split].shape) for split in SPLITS}}  # fmt: skip
+            "shape": {split: list(features[split].shape) for split in SPLITS},
+            "config": str(config_path(target))}  # fmt: skip

@@ -25,7 +25,13 @@ from ttdnet.stages.checkpoints import CHECKPOINT_PATTERN, CheckpointError
 from ttdnet.stages.contrastive import gather_batch, info_nce, mmd_rbf, mmd_weight
 from ttdnet.stages.feature_file import FeatureFile, read_feature_file
 from ttdnet.stages.retrieval_augment import gaussian_kernel, gaussian_smooth
-from ttdnet.stages.retrieval_eval import evaluate_split, validation_galleries, validation_keys, validation_scores
+from ttdnet.stages.retrieval_eval import (
+    check_selection_metric,
+    check_test_gallery,
+    evaluate_split,
+    validation_galleries,
+    validation_scores,
+)
 from ttdnet.stages.retrieval_model import RetrievalModel
 from ttdnet.stages.retrieval_persistence import save_retrieval_model
 from ttdnet.stages.retrieval_reports import protocol_record, summarise, summarise_by_ratio, write_reports
@@ -226,13 +232,7 @@ def selection_galleries(config, val_set: ThingsEEG2Dataset) -> list[np.ndarray]:
         if config.model_selection == "validation":
             raise
         return []
-    smallest = min(len(gallery) for gallery in galleries)
-    available = validation_keys(smallest, config.kway, config.topk)
-    if config.selection_metric not in available:
-        raise TtdnetError(
-            f"--selection_metric {config.selection_metric} cannot be computed on validation galleries of "
-            f"{smallest} held-out concepts; choose one of {available}"
-        )
+    check_selection_metric(config.selection_metric, galleries, config.kway, config.topk)
     return galleries
 
 
@@ -404,6 +404,7 @@ def train(config) -> dict:
     probe = _datasets(config, all_subjects[:1], "test", True)
     for split in ("training", "test"):
         features.check_paths(split, probe.metadata.relative_paths(split))
+    not_computed = check_test_gallery(config.kway, config.topk, len(features.paths["test"]))
     folds = make_folds(config, all_subjects, output_dir, features)
     resume_requests = fold_resume_requests(config.resume_from_checkpoint, folds)
 
@@ -435,7 +436,7 @@ def train(config) -> dict:
             result = fold.run(config, accelerator, best, {**context, "step_offset": step_offset})
         results.append(result)
         step_offset += result["steps"]  # trackers see one growing step across folds
-    record = protocol_record(config, features, probe)
+    record = {**protocol_record(config, features, probe), **not_computed}
     if config.protocol == "finetune":
         from ttdnet.stages.retrieval_finetune import start_model_record
 

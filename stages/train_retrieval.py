@@ -35,12 +35,21 @@ from ttdnet.stages.training_options import (
 )
 
 
+DEFAULT_KWAY = (2, 4, 10, 50, 100, 200)
+"""``--kway`` when none is given; the sizes above the test gallery are skipped, and the results list them."""
+DEFAULT_TOPK = (1, 5)
+"""``--topk`` when none is given; treated like :data:`DEFAULT_KWAY`."""
+
+
 @dataclasses.dataclass
 class RetrievalConfig:
     """Options of ``ttdnet train-retrieval``. Flag names follow diffusers' training scripts."""
 
     OPTION_RANGES: ClassVar[dict[str, str]] = {
         **TRAINING_OPTION_RANGES,
+        "tmin": "(-inf, inf)",
+        "tmax": "(-inf, inf)",
+        "router_init_logits": "(-inf, inf)",
         "proj_dim": "[1, inf)",
         "image_hidden_dim": "[1, inf)",
         "router_subject_dropout": "[0, 1]",
@@ -210,9 +219,16 @@ class RetrievalConfig:
         default=False, metadata={"help": "also log per-epoch test scores, labelled test_curve (never used to select)"}
     )
     kway: list[int] = dataclasses.field(
-        default_factory=lambda: [2, 4, 10, 50, 100, 200], metadata={"help": "k-way sizes"}
+        default_factory=lambda: list(DEFAULT_KWAY),
+        metadata={
+            "help": "k-way sizes, each at most the test gallery's size (by default those of 2 4 10 50 100 200 that "
+            "fit; the results list the others)"
+        },
     )
-    topk: list[int] = dataclasses.field(default_factory=lambda: [1, 5], metadata={"help": "top-t cut-offs"})
+    topk: list[int] = dataclasses.field(
+        default_factory=lambda: list(DEFAULT_TOPK),
+        metadata={"help": "top-t cut-offs, each at most the test gallery's size (default 1 5, like --kway)"},
+    )
     mc_trials: int = dataclasses.field(
         default=100, metadata={"help": "seeded Monte-Carlo k-way draws per query at test time (0 = exact only)"}
     )

@@ -66,6 +66,38 @@ def test_cache_is_reused_when_settings_match_and_rebuilt_otherwise(image_set, tm
     assert not (tmp_path / "features" / ".pixels.safetensors.partial").exists()
 
 
+def test_the_resolved_options_are_saved_beside_the_file_and_rerun_it(image_set, tmp_path, capsys):
+    out = tmp_path / "features"
+    assert main(["features", "--image_dir", str(image_set), "--output_dir", str(out), "--layers", "rgb2",
+                 "--batch_size", "3"]) == 0  # fmt: skip
+    saved = out / "pixels.config.yaml"
+    assert sorted(p.name for p in out.iterdir()) == ["pixels.config.yaml", "pixels.safetensors"]
+    text = saved.read_text()
+    assert text.startswith("# Resolved configuration of `ttdnet features`")
+    assert "batch_size: 3\n" in text and "- rgb2\n" in text
+    stamp = (out / "pixels.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["features", "--config", str(saved)]) == 0  # the saved options describe this very file
+    assert json.loads(capsys.readouterr().out)["reused"] and (out / "pixels.safetensors").stat().st_mtime_ns == stamp
+    assert main(["features", "--image_dir", str(tmp_path / "nowhere"), "--output_dir", str(tmp_path / "x")]) == 1
+    assert not (tmp_path / "x").exists()  # bad input writes nothing, not even the config
+
+
+def test_a_cached_file_with_bad_rows_is_rebuilt_not_reused(image_set, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    path = tmp_path / "features" / "pixels.safetensors"
+    run_features(config(image_set, tmp_path, "--layers", "rgb2"))
+    with safe_open(str(path), framework="pt") as handle:
+        metadata, tensors = handle.metadata(), {key: handle.get_tensor(key) for key in handle.keys()}
+    good = tensors["training"].clone()
+    tensors["training"][2, 0, 5] = float("nan")
+    save_file(tensors, str(path), metadata=metadata)  # same settings, one corrupted value
+    assert not run_features(config(image_set, tmp_path, "--layers", "rgb2"))["reused"]
+    assert torch.equal(read_feature_file(path).features["training"], good)
+
+
 def test_interrupted_extraction_resumes_from_saved_chunks(image_set, tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
@@ -76,16 +108,18 @@ def test_interrupted_extraction_resumes_from_saved_chunks(image_set, tmp_path, m
     partial = tmp_path / "features" / ".pixels.safetensors.partial"
     chunks = sorted(p.name for p in partial.glob("*.safetensors"))
     assert chunks == ["test-0000000.safetensors"] + [f"training-{i:07d}.safetensors" for i in (0, 4, 8, 12)]
+    assert not (tmp_path / "features" / "pixels.config.yaml").exists()  # written with the file, not before
     # Mark one saved chunk: the resumed run must take it as is instead of recomputing it.
     from safetensors.torch import load_file, save_file
 
     marked = load_file(str(partial / "training-0000004.safetensors"))
-    save_file({"layer0": torch.full_like(marked["layer0"], 0.25)}, str(partial / "training-0000004.safetensors"))
+    marker = torch.linspace(0.125, 0.875, marked["layer0"].shape[1]).expand_as(marked["layer0"]).contiguous()
+    save_file({"layer0": marker}, str(partial / "training-0000004.safetensors"))
     monkeypatch.undo()
     run_features(config(image_set, tmp_path, "--chunk_size", "4", "--layers", "rgb2"))
     features = read_feature_file(tmp_path / "features" / "pixels.safetensors").features["training"].float()
-    assert torch.all(features[4:8] == 0.25) and not torch.all(features[:4] == 0.25)
-    assert not partial.exists()
+    assert torch.equal(features[4:8, 0], marker.half().float()) and not torch.equal(features[:4, 0], marker)
+    assert not partial.exists() and (tmp_path / "features" / "pixels.config.yaml").is_file()
 
 
 def test_file_checks(image_set, tmp_path):
@@ -105,6 +139,12 @@ def test_file_checks(image_set, tmp_path):
             False,
             {},
         )
+    training = torch.randn(3, 2, 4)
+    training[1], training[1, 0, 2:] = 0.5, 0.0  # 0.5 over both layers' true widths, zero padding after layer x
+    with pytest.raises(FeatureFileError, match=r"training row 1 \(b\) is constant \(every value is 0.5\)"):
+        write_feature_file(tmp_path / "bad.safetensors", {"training": training, "test": torch.randn(1, 2, 4)},
+                           {"training": ["a", "b", "c"], "test": ["d"]}, ["x", "y"], [2, 4], False, {})  # fmt: skip
+    assert not (tmp_path / "bad.safetensors").exists()
     other = tmp_path / "other.safetensors"
     from safetensors.torch import save_file
 
@@ -120,10 +160,11 @@ def test_user_supplied_file_in_the_documented_format_is_accepted(tmp_path):
     metadata = {"format": "ttdnet-image-features", "version": "1", "training_paths": json.dumps(["a.jpg", "b.jpg"]),
                 "test_paths": json.dumps(["c.jpg"]), "layer_names": json.dumps(["l1", "l2"]),
                 "layer_dims": json.dumps([3, 3]), "normalized": "true"}  # fmt: skip
-    save_file({"training": torch.ones(2, 2, 3, dtype=torch.float16), "test": torch.ones(1, 2, 3, dtype=torch.float16)},
-              str(path), metadata=metadata)  # fmt: skip
+    tensors = {"training": torch.randn(2, 2, 3).half(), "test": torch.randn(1, 2, 3).half()}
+    save_file(tensors, str(path), metadata=metadata)
     loaded = read_feature_file(path, expect_normalized=True)
     assert loaded.n_layers == 2 and loaded.dim == 3 and loaded.paths["test"] == ["c.jpg"]
+    assert torch.equal(loaded.features["training"], tensors["training"])
 
 
 def rgb_images(image_set, relative_paths):

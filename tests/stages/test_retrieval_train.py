@@ -206,3 +206,20 @@ def test_trackers_get_one_row_per_step_and_a_step_that_only_grows_across_folds(d
     assert len(steps) == sum(fold["steps"] for fold in report["subjects"])
     second_fold = [values for _, values in logged if any(key.startswith("inter/sub-02/") for key in values)]
     assert len(second_fold) == report["subjects"][1]["steps"] and "inter/sub-02/val/top1" in second_fold[-1]
+
+
+def test_default_kway_sizes_beyond_the_test_gallery_are_listed_next_to_the_results(dataset, tmp_path):
+    from retrieval_files import TEST_CONCEPTS
+
+    root, features = dataset
+    out = tmp_path / "run"
+    default_kway = [2, 4, 10, 50, 100, 200]  # documented default, given as the flag would be
+    report = run_in_process(options(root, features, out, eval_subjects=["1"], num_train_epochs=1, kway=default_kway,
+                                    topk=[1, 5]))  # fmt: skip
+    assert len(TEST_CONCEPTS) == 10  # the test gallery: one image per test concept
+    note = "50, 100, 200: larger than the test gallery of 10 images"
+    assert report["protocol"]["kway_not_computed"] == note and "topk_not_computed" not in report["protocol"]
+    scores = report["subjects"][0]["test"]
+    assert {"top1_10way", "top5_10way"} <= set(scores) and not any("_50way" in key for key in scores)
+    assert json.loads((out / "results.json").read_text())["protocol"]["kway_not_computed"] == note
+    assert f"- **kway_not_computed**: {note}" in (out / "results.md").read_text()
