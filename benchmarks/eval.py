@@ -1,28 +1,36 @@
-"""Time `ttdnet evaluate` on synthetic ground-truth/reconstruction pairs with full-size backbones.
+"""Time `ttdnet evaluate` per metric at several test-set sizes, beside an earlier version of the code, in one run.
 
-The backbones are the real architectures (AlexNet, Inception-v3, EfficientNet-B1, ResNet-50, CLIP ViT-L/14,
-ViT-H/14 at 518 px, LPIPS AlexNet, FID Inception) with random weights: the cost is the same as with the
-released weights, the values are meaningless. Images are smooth random 500×500 JPEGs (ground truth) and
-PNGs (reconstructions).
+The backbones are the real architectures (AlexNet, Inception-v3, EfficientNet-B1, ResNet-50, LPIPS AlexNet, FID
+Inception; CLIP ViT-L/14 and the ViT-H/14 classifier on request) with random weights: the cost is the same as
+with the released weights, the values are meaningless. Images are smooth random 500×500 JPEGs (ground truth)
+and noisy PNGs (reconstructions).
+
+The earlier version is the ``eval/`` folder of a git revision (``--previous``, default the commit before the
+batched SSIM), extracted into a temporary package and imported beside the current one, so both are timed by
+the same process on the same files. Its N² pair-wise SSIM costs about 50 ms a pair on 2 CPU cores, so it is
+timed only up to ``--previous_max_pairs`` trials.
 
 Examples
 --------
-Whole suite in one run (what a user pays)::
+The per-metric table at N = 50 and 200, and the weight-free + CNN suite in one run::
 
-    python benchmarks/eval.py --n_pairs 200 --device cpu
+    python benchmarks/eval.py
 
-One timing per metric group (each run alone, so shared backbones are counted in each group)::
+Only some metrics, on a GPU::
 
-    python benchmarks/eval.py --n_pairs 200 --per_metric --metrics pixcorr ssim alexnet2 inception
+    python benchmarks/eval.py --metrics ssim_rgb lpips_alex --device cuda
 
-Results are printed and written as JSON to ``--output`` (default ``outputs/bench-eval.json``).
+Results are printed as a Markdown table and written as JSON to ``--output``.
 """
 
 import argparse
+import importlib
 import json
 import os
 import platform
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +38,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_PREVIOUS = "18f5a4d"  # the last commit before the batched SSIM kernel and the N x M FID
+WEIGHT_FREE_AND_CNN = [
+    "pixcorr", "ssim", "alexnet2", "alexnet5", "inception", "effnet_b", "swav",
+    "mse", "pcc", "ssim_rgb", "lpips_alex", "fid", "kid",
+]  # fmt: skip
+"""Every metric but those of CLIP ViT-L/14 (clip, nway_clip) and the ViT-H/14 classifier (nway_cls)."""
 
 
 def make_images(root: Path, n_pairs: int, size: int, samples: int, seed: int = 0) -> tuple[Path, Path]:
@@ -51,62 +68,93 @@ def make_images(root: Path, n_pairs: int, size: int, samples: int, seed: int = 0
     return gt_dir, rec_dir
 
 
-def timed_run(gt_dir: Path, rec_dir: Path, out_dir: Path, metrics: list[str], args) -> dict:
-    from ttdnet.eval.api import evaluate, load_backbones, needed_backbones
-    from ttdnet.eval.command import EvaluateConfig
-    from ttdnet.eval.metrics import select_groups
+def import_previous(revision: str, into: Path):
+    """The ``eval`` package of ``revision``, imported as its own package (it imports itself relatively only)."""
+    name = f"ttdnet_eval_{revision}"
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", revision, "eval"], check=True, capture_output=True
+    ).stdout
+    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    (into / "eval").rename(into / name)
+    sys.path.insert(0, str(into))
+    return importlib.import_module(name)
 
-    config = EvaluateConfig(
-        ground_truth=str(gt_dir),
-        reconstructions=str(rec_dir),
-        output_dir=str(out_dir),
-        metrics=metrics,
-        batch_size=args.batch_size,
-        eval_size=args.eval_size,
-        device=args.device,
-        progress=not args.no_progress,
+
+def timed_run(package, gt_dir: Path, rec_dir: Path, out_dir: Path, metrics: list[str], args) -> dict:
+    """Build the backbones ``metrics`` need (random weights), then time one ``evaluate`` call."""
+    api = importlib.import_module(f"{package}.api")
+    command = importlib.import_module(f"{package}.command")
+    catalogue = importlib.import_module(f"{package}.metrics")
+    config = command.EvaluateConfig(
+        ground_truth=str(gt_dir), reconstructions=str(rec_dir), output_dir=str(out_dir), metrics=metrics,
+        batch_size=args.batch_size, eval_size=args.eval_size, device=args.device, progress=False,
         download_weights=False,
-    )
+    )  # fmt: skip
     start = time.perf_counter()
-    names = needed_backbones(select_groups(metrics))
-    backbones = load_backbones(config, names, random_weights=True)
+    backbones = api.load_backbones(config, api.needed_backbones(catalogue.select_groups(metrics)), random_weights=True)
     built = time.perf_counter()
-    evaluate(config, backbones=backbones, log=lambda message: None)
+    api.evaluate(config, backbones=backbones, log=lambda message: None)
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     done = time.perf_counter()
-    return {"metrics": metrics, "build_s": built - start, "evaluate_s": done - built, "total_s": done - start}
+    return {"build_s": round(built - start, 2), "evaluate_s": round(done - built, 2)}
+
+
+def cell(result: dict | None) -> str:
+    return "–" if result is None else f"{result['evaluate_s']:.1f}"
+
+
+def markdown_table(rows: list[dict], sizes: list[int]) -> str:
+    header = ["metric"] + [f"N={n} {version}" for n in sizes for version in ("previous", "now")]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["metrics"]] + [
+            cell(row["runs"].get(f"{version}@{n}")) for n in sizes for version in ("previous", "now")
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n_pairs", type=int, default=200)
+    parser.add_argument("--n_pairs", type=int, nargs="+", default=[50, 200], help="test-set sizes (trials)")
+    parser.add_argument("--metrics", nargs="+", default=WEIGHT_FREE_AND_CNN, help="metric groups, one run each")
+    parser.add_argument("--no_suite", action="store_true", help="skip the run of all --metrics together")
+    parser.add_argument("--previous", default=DEFAULT_PREVIOUS, help="git revision to time beside ('' for none)")
+    parser.add_argument("--previous_max_pairs", type=int, default=50, help="largest N the previous code is run at")
     parser.add_argument("--size", type=int, default=500, help="side of the synthetic images")
     parser.add_argument("--samples", type=int, default=1, help="reconstructions per trial")
-    parser.add_argument("--metrics", nargs="+", default=["all"])
-    parser.add_argument("--per_metric", action="store_true", help="time each metric group in its own run")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--eval_size", type=int, default=512)
-    parser.add_argument("--no_progress", action="store_true")
     parser.add_argument("--output", default="outputs/bench-eval.json")
     args = parser.parse_args(argv)
 
-    from ttdnet.eval.metrics import select_groups
-
-    runs = [[group] for group in select_groups(args.metrics)] if args.per_metric else [args.metrics]
-    results = []
+    tasks = [[metric] for metric in args.metrics] + ([] if args.no_suite else [list(args.metrics)])
+    rows = [{"metrics": " ".join(metrics) if len(metrics) == 1 else "all of the above, one run", "runs": {}}
+            for metrics in tasks]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        gt_dir, rec_dir = make_images(Path(tmp), args.n_pairs, args.size, args.samples)
-        for metrics in runs:
-            result = timed_run(gt_dir, rec_dir, Path(tmp) / "out", metrics, args)
-            results.append(result)
-            print(
-                f"{' '.join(metrics):40s} build {result['build_s']:7.1f} s   evaluate {result['evaluate_s']:8.1f} s",
-                flush=True,
-            )
+        tmp = Path(tmp)
+        versions = {"now": "ttdnet.eval"}
+        if args.previous:
+            versions["previous"] = import_previous(args.previous, tmp / "previous").__name__
+        for n in args.n_pairs:
+            gt_dir, rec_dir = make_images(tmp / f"n{n}", n, args.size, args.samples)
+            for row, metrics in zip(rows, tasks, strict=True):
+                for version, package in versions.items():
+                    if version == "previous" and n > args.previous_max_pairs:
+                        continue
+                    result = timed_run(package, gt_dir, rec_dir, tmp / f"out-{version}-{n}", metrics, args)
+                    row["runs"][f"{version}@{n}"] = result
+                    print(f"N={n:4d} {version:8s} {row['metrics']:30s} evaluate {result['evaluate_s']:8.1f} s "
+                          f"(backbones built in {result['build_s']:.1f} s)", flush=True)  # fmt: skip
+    table = markdown_table(rows, args.n_pairs)
+    print("\nSeconds per `evaluate` call (backbone building excluded):\n")
+    print(table)
     report = {
         "n_pairs": args.n_pairs,
+        "previous": args.previous,
         "size": args.size,
         "samples": args.samples,
         "device": args.device,
@@ -119,11 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "torch": torch.__version__,
         "python": sys.version.split()[0],
-        "runs": results,
+        "rows": rows,
+        "table": table,
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    print(f"\nwrote {args.output}")
     return 0
 
 

@@ -16,6 +16,10 @@ Modules (importing this package is cheap; each module imports torch and friends 
 * :mod:`~ttdnet.eval.metrics`: the metric catalogue (groups, keys, directions, definitions).
 * :mod:`~ttdnet.eval.suite`: runs the selected metrics, with :mod:`~ttdnet.eval.scoring` (one sample set) and
   :mod:`~ttdnet.eval.metric_entries` (aggregation, undefined scores); :mod:`~ttdnet.eval.report` renders the
-  outputs and :mod:`~ttdnet.eval.outputs` checks ``--output_dir`` and writes them as one set.
+  outputs (with the plots of :mod:`~ttdnet.eval.plots` and the bounded intervals of :mod:`~ttdnet.eval.intervals`)
+  and :mod:`~ttdnet.eval.outputs` checks ``--output_dir`` and writes them as one set.
+* :mod:`~ttdnet.eval.summary_runs`, :mod:`~ttdnet.eval.summary`, :mod:`~ttdnet.eval.summary_report`,
+  :mod:`~ttdnet.eval.summary_command`: ``ttdnet evaluate-summary`` (runs, protocol checks, mean ± SD over
+  subjects, reports).
 * :mod:`~ttdnet.eval.api`: :func:`~ttdnet.eval.api.evaluate`; :mod:`~ttdnet.eval.command`: ``ttdnet evaluate``.
 """

@@ -9,12 +9,26 @@ from ttdnet.errors import TtdnetError
 
 from . import backbones as bb
 from .metrics import GROUPS, select_groups
-from .outputs import check_output_dir, write_evaluation
+from .outputs import OutputSet
 from .pairing import pair_images
-from .report import build_metrics_document
+from .report import HTML_TITLE, MARKDOWN_TITLE, build_metrics_document, render_html, render_markdown
 from .scoring import SuiteSettings
 from .suite import run_suite
 from .weights import resolve_weights
+
+
+EVALUATION_OUTPUTS = OutputSet(
+    command="evaluate",
+    document="metrics.json",
+    document_keys=("metrics", "pairing", "ttdnet_version"),
+    markdown="report.md",
+    markdown_title=MARKDOWN_TITLE,
+    html="report.html",
+    html_title=HTML_TITLE,
+    staging="evaluation",
+    what="an evaluation",
+)
+"""The files of one evaluation; :mod:`~ttdnet.eval.outputs` says how they are written."""
 
 
 def needed_backbones(groups: list[str]) -> list[str]:
@@ -117,7 +131,7 @@ def evaluate(
     check_option_ranges(config)  # also when called from code, not the command line
     if not config.ground_truth:
         raise TtdnetError("pass --ground_truth DIR (an image folder or a THINGS-EEG2 root).")
-    check_output_dir(config.output_dir)
+    EVALUATION_OUTPUTS.check(config.output_dir)
     groups = select_groups(config.metrics)
     pairs = pair_images(
         config.ground_truth, config.reconstructions, config.manifest, config.match_by, config.allow_missing
@@ -132,8 +146,10 @@ def evaluate(
     document = build_metrics_document(result, pairs, config_to_dict(config) | {"random_weights": random_weights})
     if random_weights:
         document["warning"] = "backbones with random weights: timing run only, the values are meaningless"
-    paths = write_evaluation(config.output_dir, document, pairs, config, grid_trials=config.grid_trials)
-    return paths, document
+    markdown, html = render_markdown(document), render_html(document, pairs, grid_trials=config.grid_trials)
+    written = EVALUATION_OUTPUTS.write(config.output_dir, document, config, markdown, html)
+    keys = {"config.yaml": "config", "report.md": "markdown", "report.html": "html", "metrics.json": "metrics"}
+    return {keys[name]: path for name, path in written.items()}, document
 
 
 __all__ = ["evaluate", "load_backbones", "needed_backbones", "suite_settings"]

@@ -7,6 +7,10 @@ reported. The fields of an entry are listed in ``docs/evaluation.md``.
 A per-trial score can be undefined: the Pearson r of a constant image (PixCorr, PCC) or feature vector
 (EffNet-B, SwAV). Such a pair is left out of every mean, counted in the entry's ``undefined`` with an
 ``undefined_reason``, and written as ``null``; NaN never reaches ``metrics.json``.
+
+The 95% interval over trials (``ci95``) stays within the score's range (:func:`score_range`): Wilson where
+each trial's score is one 0/1 outcome, a seeded percentile bootstrap otherwise (:mod:`~ttdnet.eval.intervals`);
+``ci95_method`` and ``ci95_settings`` say which and how.
 """
 
 import dataclasses
@@ -16,6 +20,7 @@ import numpy as np
 
 from ttdnet import ranking
 
+from .intervals import trial_interval
 from .metrics import GROUPS, key_info
 from .pixels import SSIM_DEFAULT, SSIM_MINDEYE
 from .scoring import MINDEYE_PIXEL_RESIZE, ScoringPlan, SuiteSettings
@@ -29,6 +34,7 @@ class MetricResult:
     ``per_trial`` the per-trial scores averaged over the sample sets where they are defined,
     ``per_trial_sample0`` those of sample 0 (None for set-level metrics). NaN marks an undefined score;
     ``undefined`` counts the undefined (trial, sample) pairs and ``undefined_reason`` says why.
+    ``single_outcome`` marks a per-trial score that is one 0/1 outcome (its interval is Wilson's).
     """
 
     key: str
@@ -42,22 +48,24 @@ class MetricResult:
     extra: dict = dataclasses.field(default_factory=dict)
     undefined: int = 0
     undefined_reason: str | None = None
+    single_outcome: bool = False
 
     def to_dict(self, seed: int, n_trials: int) -> dict:
         """The JSON entry: value, sample-0 value, per-sample values, std and 95% CI over trials, and metadata.
 
-        Undefined values are None; ``std`` and ``ci95`` are over the trials with a defined score.
+        Undefined values are None; ``std`` and ``ci95`` are over the trials with a defined score (None with
+        fewer than 2), ``ci95_method`` (``"wilson"`` or ``"bootstrap"``) and ``ci95_settings`` say how the
+        interval was made (:func:`~ttdnet.eval.intervals.trial_interval`, bootstrap seeded with ``seed``).
         """
         name, direction, definition = key_info(self.key)
         defined_sets = [v for v in self.per_sample if not math.isnan(v)]
         value = float(np.mean(defined_sets)) if defined_sets else None
-        std = ci = None
+        std = interval = None
         if self.per_trial is not None and value is not None:
             defined = self.per_trial[~np.isnan(self.per_trial)]
             if len(defined) > 1:
                 std = float(np.std(defined, ddof=1))
-                half = 1.96 * std / math.sqrt(len(defined))
-                ci = [value - half, value + half]
+                interval = trial_interval(defined, score_range(self.key), self.single_outcome, seed)
         entry = {
             "name": name,
             "key": self.key,
@@ -70,7 +78,9 @@ class MetricResult:
             "std": std,
             "n": n_trials,
             "n_samples": len(self.per_sample),
-            "ci95": ci,
+            "ci95": [interval.low, interval.high] if interval else None,
+            "ci95_method": interval.method if interval else None,
+            "ci95_settings": interval.settings if interval else None,
             "direction": direction,
             "chance": self.chance,
             "chance_key": self.chance_key,
@@ -114,6 +124,7 @@ def aggregate(per_set: list[dict[str, dict]], plan: ScoringPlan, n: int) -> dict
         result = MetricResult(
             key, group, per_sample, per_trial, per_trial0, settings=_settings_for(key, group, plan, entries[0])
         )
+        result.single_outcome = len(entries) == 1 and _full_gallery(key, entries[0], n)
         if undefined:
             result.undefined = undefined
             result.undefined_reason = _undefined_reason(group, undefined, n * len(entries), len(entries))
@@ -130,8 +141,10 @@ def aggregate(per_set: list[dict[str, dict]], plan: ScoringPlan, n: int) -> dict
         if key == "nway_cls_top1_mc":
             _, ci = ranking.monte_carlo_ci(np.concatenate([entry["outcomes"] for entry in entries]))
             result.extra["mc_ci95"] = [ci[0], ci[1]]
+            result.extra["mc_ci95_method"] = "wilson"
             result.extra["mc_definition"] = (
-                "Monte-Carlo 95% interval over all draws, stratified by trial (images fixed)"
+                "Monte-Carlo 95% interval over all draws, stratified by trial (images fixed): Wilson score "
+                "interval at the effective number of draws p(1 - p) / SE^2"
             )
         if key.startswith("kid"):
             result.extra["caveat"] = (
@@ -180,6 +193,35 @@ def _undefined_reason(group: str, undefined: int, total: int, n_sets: int) -> st
     return text + f"the value is the mean over the {total - undefined} defined pairs{where}."
 
 
+SCORE_RANGES: dict[str, tuple[float, float]] = {
+    "pixcorr": (-1.0, 1.0),
+    "pcc": (-1.0, 1.0),
+    "ssim": (-1.0, 1.0),
+    "ssim_rgb": (-1.0, 1.0),
+    "effnet_b": (0.0, 2.0),
+    "swav": (0.0, 2.0),
+    "mse": (0.0, math.inf),
+    "lpips_alex": (0.0, math.inf),
+}
+"""Range of each raw per-trial score (and of its ``*_shuffled`` baseline): correlations and SSIM in [-1, 1],
+correlation distances in [0, 2], MSE and LPIPS in [0, inf)."""
+ACCURACIES = ("alexnet2", "alexnet5", "inception", "clip")
+
+
+def score_range(key: str) -> tuple[float, float]:
+    """The range a per-trial score of ``key`` can take: [0, 1] for the accuracies, :data:`SCORE_RANGES` otherwise."""
+    if key in ACCURACIES or key.startswith(("pairid_", "nway_")):
+        return 0.0, 1.0
+    return SCORE_RANGES[key.removesuffix("_shuffled")]
+
+
+def _full_gallery(key: str, entry: dict, n: int) -> bool:
+    """Whether an n-way score uses every candidate, so each trial's score is one 0/1 outcome (top-1 or not)."""
+    if key.startswith("nway_cls"):
+        return entry["n"] == entry["classes"]
+    return key.startswith("nway_clip") and entry["n"] == n
+
+
 def _group_of(key: str) -> str:
     if key.startswith("pairid_"):
         return key.removeprefix("pairid_")
@@ -195,7 +237,7 @@ def _group_of(key: str) -> str:
 
 
 def _set_chance(result: MetricResult, key: str, entry: dict) -> None:
-    if key in ("alexnet2", "alexnet5", "inception", "clip") or key.startswith("pairid_"):
+    if key in ACCURACIES or key.startswith("pairid_"):
         result.chance = 0.5
     elif key.startswith("nway_"):
         result.chance = 1.0 / entry["n"]

@@ -10,12 +10,15 @@ channels. Two configurations are used (defined in ``docs/evaluation.md``):
 """
 
 import dataclasses
+import logging
+import math
 
 import torch
-import torch.nn.functional as F
 
 
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,46 +73,68 @@ def rgb_to_gray(images: torch.Tensor) -> torch.Tensor:
     return (images * weights).sum(dim=1, keepdim=True)
 
 
-def _band(size: int, kernel: torch.Tensor) -> torch.Tensor:
-    """``(size − k + 1, size)`` matrix whose product with a signal is its 'valid' correlation with ``kernel``."""
-    k = len(kernel)
-    band = torch.zeros(size - k + 1, size, dtype=kernel.dtype, device=kernel.device)
-    for row in range(size - k + 1):
-        band[row, row : row + k] = kernel
-    return band
-
-
-def _window_filter(settings: SsimSettings, channels: int, dtype: torch.dtype, device: torch.device):
-    """The window filter over the last two axes, 'valid' region only (``(H, W)`` → ``(H − w + 1, W − w + 1)``).
-
-    The uniform window is an average pool; the Gaussian one is separable and applied as two products
-    with banded matrices (exact, and much faster on CPU than a grouped convolution).
-    """
+def window_taps(settings: SsimSettings) -> tuple[float, ...]:
+    """The 1-D weights of the separable SSIM window (they sum to 1; the 2-D window is their outer product)."""
     side = settings.window_side
     if not settings.gaussian_weights:
-        return lambda x: F.avg_pool2d(x, side, stride=1)
+        return (1.0 / side,) * side
     radius = side // 2
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (offsets / settings.sigma) ** 2)
-    kernel = (kernel / kernel.sum()).to(dtype=dtype, device=device)
-    bands: dict[int, torch.Tensor] = {}
-
-    def band(size: int) -> torch.Tensor:
-        if size not in bands:
-            bands[size] = _band(size, kernel)
-        return bands[size]
-
-    return lambda x: band(x.shape[-2]) @ x @ band(x.shape[-1]).T
+    weights = [math.exp(-0.5 * (offset / settings.sigma) ** 2) for offset in range(-radius, radius + 1)]
+    return tuple(weight / sum(weights) for weight in weights)
 
 
-class _Stats:
-    """Filtered mean and variance of a batch: ``mu``, ``var`` of shape ``(B, C, H', W')``."""
+def window_filter(x: torch.Tensor, taps: tuple[float, ...]) -> torch.Tensor:
+    """The window's 'valid' correlation over the last two axes: ``(..., H, W)`` → ``(..., H − k + 1, W − k + 1)``.
 
-    def __init__(self, images: torch.Tensor, settings: SsimSettings, filt):
-        self.images = images
-        self.mu = filt(images)
-        cov_norm = _cov_norm(settings)
-        self.var = cov_norm * (filt(images * images) - self.mu * self.mu)
+    Written as weighted sums of shifted views (first down the rows, then along them), which a compiler fuses
+    into one loop with the arithmetic around it.
+    """
+    k = len(taps)
+    height, width = x.shape[-2] - k + 1, x.shape[-1] - k + 1
+    uniform = len(set(taps)) == 1
+    rows = x[..., 0:height, :] if uniform else taps[0] * x[..., 0:height, :]
+    for offset in range(1, k):
+        shifted = x[..., offset : offset + height, :]
+        rows = rows + (shifted if uniform else taps[offset] * shifted)
+    out = rows[..., :, 0:width] if uniform else taps[0] * rows[..., :, 0:width]
+    for offset in range(1, k):
+        shifted = rows[..., :, offset : offset + width]
+        out = out + (shifted if uniform else taps[offset] * shifted)
+    return out * (taps[0] * taps[0]) if uniform else out
+
+
+@dataclasses.dataclass(frozen=True)
+class SsimStatistics:
+    """What SSIM needs of each image on its own, computed once per image whatever it is compared with.
+
+    Attributes
+    ----------
+    images : torch.Tensor
+        ``(B, C, H, W)``.
+    mean : torch.Tensor
+        ``(B, C, H − k + 1, W − k + 1)``: the window-filtered image.
+    variance : torch.Tensor
+        Same shape: the window-filtered variance (times ``NP / (NP − 1)`` for the sample covariance).
+    """
+
+    images: torch.Tensor
+    mean: torch.Tensor
+    variance: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def rows(self, index: slice) -> "SsimStatistics":
+        return SsimStatistics(self.images[index], self.mean[index], self.variance[index])
+
+
+def ssim_statistics(images: torch.Tensor, settings: SsimSettings) -> SsimStatistics:
+    """The per-image local means and variances of ``images`` (``(B, C, H, W)``, values in ``[0, data_range]``)."""
+    _check(images, settings)
+    taps = window_taps(settings)
+    mean = window_filter(images, taps)
+    variance = _cov_norm(settings) * (window_filter(images * images, taps) - mean * mean)
+    return SsimStatistics(images, mean, variance)
 
 
 def _cov_norm(settings: SsimSettings) -> float:
@@ -117,13 +142,49 @@ def _cov_norm(settings: SsimSettings) -> float:
     return n / (n - 1) if settings.use_sample_covariance else 1.0
 
 
-def _ssim_from_stats(x: _Stats, y: _Stats, settings: SsimSettings, filt) -> torch.Tensor:
-    c1 = (settings.k1 * settings.data_range) ** 2
-    c2 = (settings.k2 * settings.data_range) ** 2
-    cov = _cov_norm(settings) * (filt(x.images * y.images) - x.mu * y.mu)
-    numerator = (2 * x.mu * y.mu + c1) * (2 * cov + c2)
-    denominator = (x.mu * x.mu + y.mu * y.mu + c1) * (x.var + y.var + c2)
+def _ssim_of_pairs(x, mean_x, var_x, y, mean_y, var_y, taps, c1, c2, cov_norm):
+    """Mean SSIM of ``x`` (``(1 or B, C, H, W)``) against each of ``y`` (``(B, C, H, W)``), broadcast: ``(B,)``.
+
+    Only the cross term ``window(x·y)`` depends on the pair; everything else comes from the per-image
+    statistics.
+    """
+    product = mean_x * mean_y
+    covariance = cov_norm * (window_filter(x * y, taps) - product)
+    numerator = (2 * product + c1) * (2 * covariance + c2)
+    denominator = (mean_x * mean_x + mean_y * mean_y + c1) * (var_x + var_y + c2)
     return (numerator / denominator).flatten(1).mean(dim=1)
+
+
+class _PairKernel:
+    """:func:`_ssim_of_pairs`, compiled with :func:`torch.compile` into one fused loop for large jobs.
+
+    Unfused, the per-pair arithmetic makes a dozen passes over memory; fused it makes one, several times
+    faster on a CPU (``benchmarks/eval.py`` prints both). Compiling costs tens of seconds once per process
+    (less with torch's on-disk cache), so small jobs run the same function uncompiled. Where compilation is
+    impossible (no C++ compiler) the job runs uncompiled, with one warning; the numbers are the same.
+    """
+
+    def __init__(self):
+        self.compiled = None
+        self.failed = False
+
+    def __call__(self, use_compiled: bool, *args):
+        if not use_compiled or self.failed:
+            return _ssim_of_pairs(*args)
+        if self.compiled is None:
+            self.compiled = torch.compile(_ssim_of_pairs, dynamic=False)
+        try:
+            return self.compiled(*args)
+        except Exception as error:  # a missing or broken compiler: the uncompiled function gives the same numbers
+            self.failed = True
+            logger.warning("SSIM runs uncompiled (slower): torch.compile failed: %s", str(error).splitlines()[0])
+            return _ssim_of_pairs(*args)
+
+
+_PAIR_KERNEL = _PairKernel()
+
+COMPILE_MIN_PIXEL_PAIRS = 2_000_000_000
+"""Pairs × pixels from which :func:`ssim_matrix` compiles its kernel (about 2,500 pairs at 3 × 512²)."""
 
 
 def _check(images: torch.Tensor, settings: SsimSettings) -> None:
@@ -131,6 +192,15 @@ def _check(images: torch.Tensor, settings: SsimSettings) -> None:
         raise ValueError(
             f"SSIM needs (B, C, H, W) images of at least {settings.window_side} px, got {tuple(images.shape)}"
         )
+
+
+def _constants(settings: SsimSettings) -> tuple:
+    return (
+        window_taps(settings),
+        (settings.k1 * settings.data_range) ** 2,
+        (settings.k2 * settings.data_range) ** 2,
+        _cov_norm(settings),
+    )
 
 
 def ssim_pairs(x: torch.Tensor, y: torch.Tensor, settings: SsimSettings) -> torch.Tensor:
@@ -147,38 +217,70 @@ def ssim_pairs(x: torch.Tensor, y: torch.Tensor, settings: SsimSettings) -> torc
     torch.Tensor
         ``(B,)``: mean SSIM over the cropped map and the channels (skimage ``channel_axis`` semantics).
     """
-    _check(x, settings)
-    filt = _window_filter(settings, x.shape[1], x.dtype, x.device)
-    return _ssim_from_stats(_Stats(x, settings, filt), _Stats(y, settings, filt), settings, filt)
+    a, b = ssim_statistics(x, settings), ssim_statistics(y, settings)
+    return _ssim_of_pairs(a.images, a.mean, a.variance, b.images, b.mean, b.variance, *_constants(settings))
 
 
-def ssim_matrix(rec: torch.Tensor, gt: torch.Tensor, settings: SsimSettings, chunk: int = 16) -> torch.Tensor:
+def ssim_matrix(
+    rec: torch.Tensor | SsimStatistics,
+    gt: torch.Tensor | SsimStatistics,
+    settings: SsimSettings,
+    chunk: int = 8,
+    compiled: bool | None = None,
+) -> torch.Tensor:
     """SSIM of every reconstruction against every ground truth.
 
     Parameters
     ----------
-    rec : torch.Tensor
-        ``(B, C, H, W)``.
-    gt : torch.Tensor
-        ``(N, C, H, W)``.
+    rec : torch.Tensor or SsimStatistics
+        ``(B, C, H, W)`` images, or their :func:`ssim_statistics`.
+    gt : torch.Tensor or SsimStatistics
+        ``(N, C, H, W)``; pass the statistics to reuse them across calls (they are the per-image work).
     settings : SsimSettings
     chunk : int
-        Ground truths processed together (memory: ``chunk`` SSIM maps).
+        Ground truths compared with one reconstruction per kernel call.
+    compiled : bool, optional
+        Run the fused kernel (see :class:`_PairKernel`); None decides by size (:data:`COMPILE_MIN_PIXEL_PAIRS`).
 
     Returns
     -------
     torch.Tensor
-        ``(B, N)``; entry ``[b, n] = SSIM(rec[b], gt[n])``, identical to :func:`ssim_pairs` on that pair.
+        ``(B, N)``; entry ``[b, n] = SSIM(rec[b], gt[n])``, equal to :func:`ssim_pairs` on that pair.
     """
-    _check(rec, settings)
-    filt = _window_filter(settings, rec.shape[1], rec.dtype, rec.device)
-    out = torch.empty(len(rec), len(gt), dtype=rec.dtype, device=rec.device)
-    rec_stats = [_Stats(rec[b : b + 1], settings, filt) for b in range(len(rec))]
+    rec = rec if isinstance(rec, SsimStatistics) else ssim_statistics(rec, settings)
+    gt = gt if isinstance(gt, SsimStatistics) else ssim_statistics(gt, settings)
+    if compiled is None:
+        compiled = len(rec) * len(gt) * rec.images[0].numel() >= COMPILE_MIN_PIXEL_PAIRS
+    constants = _constants(settings)
+    out = torch.empty(len(rec), len(gt), dtype=rec.images.dtype, device=rec.images.device)
+    chunk = min(chunk, len(gt))
     for start in range(0, len(gt), chunk):
-        gt_stats = _Stats(gt[start : start + chunk], settings, filt)
-        for b, stats in enumerate(rec_stats):
-            out[b, start : start + chunk] = _ssim_from_stats(stats, gt_stats, settings, filt)
+        # The last chunk is padded to the full size so that the compiled kernel sees one shape.
+        index = torch.arange(start, start + chunk, device=gt.images.device).clamp_(max=len(gt) - 1)
+        y = SsimStatistics(gt.images[index], gt.mean[index], gt.variance[index])
+        stop = min(start + chunk, len(gt))
+        for b in range(len(rec)):
+            x = rec.rows(slice(b, b + 1))
+            scores = _PAIR_KERNEL(compiled, x.images, x.mean, x.variance, y.images, y.mean, y.variance, *constants)
+            out[b, start:stop] = scores[: stop - start]
     return out
+
+
+CONSTANT_RMS = 1e-6
+"""An image (or flattened vector) whose values deviate from their mean by less than this RMS is constant.
+
+Resizing a constant image in float32 leaves a spread of about 1e-7 (rounding); one pixel of a 512 × 512
+8-bit image that differs by one level gives about 8e-6. Below the threshold Pearson r is undefined (NaN)
+rather than a correlation of rounding noise.
+"""
+
+
+def _unit_centred(rows: torch.Tensor) -> torch.Tensor:
+    """Float64 rows centred and scaled to unit norm; NaN rows for constant ones (:data:`CONSTANT_RMS`)."""
+    centred = rows - rows.mean(dim=1, keepdim=True)
+    norms = centred.norm(dim=1, keepdim=True)
+    constant = norms <= CONSTANT_RMS * rows.shape[1] ** 0.5
+    return torch.where(constant, torch.full_like(centred, float("nan")), centred / norms)
 
 
 def pearson_pairs(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -192,13 +294,9 @@ def pearson_pairs(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        float64 ``(B,)``.
+        float64 ``(B,)``; NaN where either image is constant (:data:`CONSTANT_RMS`).
     """
-    x = x.flatten(1).double()
-    y = y.flatten(1).double()
-    x = x - x.mean(dim=1, keepdim=True)
-    y = y - y.mean(dim=1, keepdim=True)
-    return (x * y).sum(dim=1) / (x.norm(dim=1) * y.norm(dim=1))
+    return (_unit_centred(x.flatten(1).double()) * _unit_centred(y.flatten(1).double())).sum(dim=1)
 
 
 def mse_and_pearson_matrices(
@@ -225,8 +323,7 @@ def mse_and_pearson_matrices(
     r = rec.flatten(1).double()
     dim = r.shape[1]
     r_sq = (r * r).sum(dim=1, keepdim=True)
-    r_centred = r - r.mean(dim=1, keepdim=True)
-    r_unit = r_centred / r_centred.norm(dim=1, keepdim=True)
+    r_unit = _unit_centred(r)
     mse = torch.empty(len(r), len(gt), dtype=torch.float64, device=rec.device)
     pearson = torch.empty_like(mse)
     for start in range(0, len(gt), chunk):
@@ -237,8 +334,7 @@ def mse_and_pearson_matrices(
             )
         g_sq = (g * g).sum(dim=1)
         mse[:, start : start + chunk] = ((r_sq + g_sq[None, :] - 2.0 * r @ g.T) / dim).clamp_(min=0.0)
-        g_centred = g - g.mean(dim=1, keepdim=True)
-        pearson[:, start : start + chunk] = r_unit @ (g_centred / g_centred.norm(dim=1, keepdim=True)).T
+        pearson[:, start : start + chunk] = r_unit @ _unit_centred(g).T
     return mse, pearson
 
 

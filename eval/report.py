@@ -1,9 +1,9 @@
 """Build ``metrics.json`` (the source of truth) and render ``report.md`` and a self-contained ``report.html``.
 
 The Markdown and HTML reports only render values already in ``metrics.json``; they compute nothing. The
-HTML embeds its images as base64 JPEG data URIs, so the file can be mailed or archived alone. An undefined
-value (``None``) is shown as "undefined", with its reason in the notes. :mod:`~ttdnet.eval.outputs`
-writes the files.
+HTML embeds its images as base64 JPEG data URIs and its plots (:mod:`~ttdnet.eval.plots`) as inline SVG, so
+the file can be mailed or archived alone. An undefined value (``None``) is shown as "undefined", with its
+reason in the notes. :mod:`~ttdnet.eval.outputs` writes the files.
 """
 
 import base64
@@ -20,6 +20,7 @@ from ttdnet.versions import runtime_versions
 from .images import read_image
 from .metric_entries import json_number
 from .pairing import PairedSet
+from .plots import identification_figure, nway_figure
 from .suite import SuiteResult
 
 
@@ -37,6 +38,12 @@ PACKAGES = (
 )
 MARKDOWN_TITLE = "# Evaluation report"
 HTML_TITLE = "ttdnet evaluation report"
+CI_METHODS = {"wilson": "Wilson", "bootstrap": "bootstrap"}
+CI_EXPLANATIONS = {
+    "wilson": "Wilson = Wilson score interval of the share of successes, each trial's score being one 0/1 outcome",
+    "bootstrap": "bootstrap = percentile bootstrap of the mean over trials ({resamples} resamples, "
+    "numpy default_rng({seed}))",
+}
 RANKING_PREFERENCE = ("clip", "alexnet5", "inception", "alexnet2", "pairid_lpips_alex", "pairid_pcc", "pcc", "pixcorr")
 SECTIONS = (
     (
@@ -110,7 +117,8 @@ def build_metrics_document(result: SuiteResult, pairs: PairedSet, config: dict) 
     }
 
 
-def _format(value) -> str:
+def format_number(value) -> str:
+    """A score as the reports print it: "–" for None, four significant decimals for a float."""
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -122,7 +130,7 @@ def _format(value) -> str:
 
 def _value_text(value) -> str:
     """A value: "undefined" for None (the reason is in the notes)."""
-    return "undefined" if value is None else _format(value)
+    return "undefined" if value is None else format_number(value)
 
 
 def value_text(entry: dict) -> str:
@@ -138,9 +146,29 @@ def value_text(entry: dict) -> str:
     return text
 
 
+def _ci_text(entry: dict) -> str:
+    ci = entry.get("ci95")
+    return f"[{format_number(ci[0])}, {format_number(ci[1])}]" if ci else "–"
+
+
+def _ci_method_text(entry: dict) -> str:
+    return CI_METHODS.get(entry.get("ci95_method"), "–")
+
+
+def ci_explanation(document: dict) -> str | None:
+    """The sentence under the tables that says how the intervals were made (None when no entry has one)."""
+    settings = {
+        entry["ci95_method"]: entry["ci95_settings"] for entry in document["metrics"].values() if entry.get("ci95")
+    }
+    if not settings:
+        return None
+    parts = [CI_EXPLANATIONS[method].format(**settings[method]) for method in CI_EXPLANATIONS if method in settings]
+    return "95% CI over trials, within the metric's range (column CI method): " + "; ".join(parts) + "."
+
+
 def _chance_text(entry: dict, metrics: dict) -> str:
     if entry.get("chance") is not None:
-        return _format(entry["chance"])
+        return format_number(entry["chance"])
     baseline = entry.get("chance_key")
     if baseline and baseline in metrics:
         return f"{value_text(metrics[baseline])} (shuffled)"
@@ -158,8 +186,9 @@ def notes(document: dict) -> list[str]:
         if entry.get("mc_ci95"):
             low, high = entry["mc_ci95"]
             lines.append(
-                f"`{entry['key']}`: Monte-Carlo 95% interval [{_format(low)}, {_format(high)}] "
-                f"({entry['settings'].get('trials')} draws per trial)."
+                f"`{entry['key']}`: Monte-Carlo 95% interval [{format_number(low)}, {format_number(high)}] "
+                f"({entry['settings'].get('trials')} draws per trial; Wilson score interval at the effective "
+                "number of draws)."
             )
     return lines
 
@@ -225,18 +254,19 @@ def render_markdown(document: dict) -> str:
         lines += [
             f"## {title}",
             "",
-            "| Metric | Key | Value | Sample 0 | Std | 95% CI | Chance / baseline | Better |",
-            "|---|---|---|---|---|---|---|---|",
+            "| Metric | Key | Value | Sample 0 | Std | 95% CI | CI method | Chance / baseline | Better |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for entry in entries:
-            ci = entry.get("ci95")
-            ci_text = f"[{_format(ci[0])}, {_format(ci[1])}]" if ci else "–"
             lines.append(
                 f"| {entry['name']} | `{entry['key']}` | {value_text(entry)} | "
-                f"{_value_text(entry['value_sample0'])} | "
-                f"{_format(entry['std'])} | {ci_text} | {_chance_text(entry, metrics)} | {entry['direction']} |"
+                f"{_value_text(entry['value_sample0'])} | {format_number(entry['std'])} | {_ci_text(entry)} | "
+                f"{_ci_method_text(entry)} | {_chance_text(entry, metrics)} | {entry['direction']} |"
             )
         lines.append("")
+    explanation = ci_explanation(document)
+    if explanation:
+        lines += [explanation, ""]
     note_lines = notes(document)
     if note_lines:
         lines += ["## Notes", "", *(f"- {line}" for line in note_lines), ""]
@@ -251,13 +281,13 @@ def render_markdown(document: dict) -> str:
             "|---|---|---|---|---|",
         ]
         for rank, (b, w) in enumerate(zip(best, worst), start=1):
-            lines.append(f"| {rank} | {ids[b]} | {_format(scores[b])} | {ids[w]} | {_format(scores[w])} |")
+            lines.append(f"| {rank} | {ids[b]} | {format_number(scores[b])} | {ids[w]} | {format_number(scores[w])} |")
         lines.append("")
     lines += ["## Definitions", ""]
     lines += [f"- `{entry['key']}` ({entry['name']}): {entry['definition']}" for entry in metrics.values()]
     lines += [
         "",
-        "Settings, weights, per-trial scores and versions are in `metrics.json`. The images are in `report.html`.",
+        "Settings, weights, per-trial scores and versions are in `metrics.json`; images and plots in `report.html`.",
         "",
     ]
     return "\n".join(lines)
@@ -273,21 +303,59 @@ def _thumbnail(path: str | os.PathLike, size: int) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _code_html(text: str) -> str:
+def code_html(text: str) -> str:
     """Escaped HTML of a note, with its `backquoted` keys as ``<code>``."""
     pieces = html.escape(text).split("`")
     return "".join(f"<code>{piece}</code>" if i % 2 else piece for i, piece in enumerate(pieces))
 
 
-def _figure(src: str, caption: str) -> str:
-    caption = html.escape(caption)
-    return f'<figure><img src="{src}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
+def _figure(src: str, caption: str, alt: str) -> str:
+    caption, alt = html.escape(caption), html.escape(alt)
+    return f'<figure><img src="{src}" alt="{alt}"><figcaption title="{alt}">{caption}</figcaption></figure>'
+
+
+def _style(thumbnail_size: int) -> str:
+    """The page's CSS. Each image sits in a fixed-width column and a trial id wraps (at most 4 lines, the full
+    id in the label's ``title``) inside a fixed-width label, so a long trial id cannot push the images out of line;
+    a score shown under it stays visible."""
+    return (
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}"
+        "table{border-collapse:collapse;margin-bottom:1.5em}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
+        ".row{display:flex;align-items:center;gap:6px;margin:4px 0}"
+        ".label{flex:0 0 16em;width:16em;font-size:0.85em;overflow-wrap:anywhere}"
+        ".trial{overflow:hidden;display:-webkit-box;-webkit-box-orient:vertical;-webkit-line-clamp:4;line-clamp:4}"
+        f"figure{{margin:0;flex:0 0 {thumbnail_size}px;width:{thumbnail_size}px}}"
+        "figcaption{font-size:0.7em;text-align:center;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
+        "img{display:block;margin:0 auto}.plot svg{max-width:100%;height:auto}</style>"
+    )
+
+
+def _plots_html(document: dict) -> list[str]:
+    """The plot sections: per-trial identification scores and n-way accuracy against n (when computed)."""
+    parts = []
+    histograms = identification_figure(document)
+    if histograms:
+        parts += [
+            "<h2>Per-trial identification scores</h2>",
+            "<p>Histogram of each trial's score (mean over samples) per metric; dashed red: chance; "
+            "black: the mean over trials.</p>",
+            f'<div class="plot">{histograms}</div>',
+        ]
+    nway = nway_figure(document)
+    if nway:
+        parts += [
+            "<h2>n-way identification against n</h2>",
+            "<p>Top-1 accuracy of each n-way score with its 95% interval; dashed red: chance 1/n.</p>",
+            f'<div class="plot">{nway}</div>',
+        ]
+    return parts
 
 
 def render_html(
     document: dict, pairs: PairedSet, grid_trials: int = 12, thumbnail_size: int = 128, max_samples: int = 4
 ) -> str:
-    """``report.html``: metrics table with chance levels, a GT/reconstruction grid and the best and worst trials."""
+    """``report.html``: the metrics table, the plots, a GT/reconstruction grid and the best and worst trials."""
     metrics = document["metrics"]
     cache: dict[str, str] = {}
 
@@ -297,19 +365,21 @@ def render_html(
             cache[key] = _thumbnail(path, thumbnail_size)
         return cache[key]
 
-    def trial_row(i: int, label: str) -> str:
-        cells = [_figure(thumb(pairs.gt_paths[i]), f"GT {pairs.trial_ids[i]}")]
+    def trial_row(i: int, score: float | None = None) -> str:
+        trial = pairs.trial_ids[i]
+        cells = [_figure(thumb(pairs.gt_paths[i]), "GT", f"GT {trial}")]
         for s, sample in enumerate(pairs.sample_ids[:max_samples]):
-            cells.append(_figure(thumb(pairs.rec_paths[s][i]), f"sample {sample}"))
-        return f'<div class="row"><div class="label">{html.escape(label)}</div>{"".join(cells)}</div>'
+            cells.append(_figure(thumb(pairs.rec_paths[s][i]), f"sample {sample}", f"{trial} sample {sample}"))
+        label = f'<div class="trial">{html.escape(trial)}</div>'
+        if score is not None:
+            label += f'<div class="score">{format_number(score)}</div>'
+        title = html.escape(trial if score is None else f"{trial}: {format_number(score)}")
+        return f'<div class="row"><div class="label" title="{title}">{label}</div>{"".join(cells)}</div>'
 
     parts = [
         "<!DOCTYPE html>",
         f'<html lang="en"><head><meta charset="utf-8"><title>{HTML_TITLE}</title>',
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin-bottom:1.5em}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-        ".row{display:flex;align-items:center;gap:6px;margin:4px 0}.label{width:16em;font-size:0.85em}"
-        "figure{margin:0}figcaption{font-size:0.7em;text-align:center}img{display:block}</style></head><body>",
+        _style(thumbnail_size) + "</head><body>",
         "<h1>Evaluation report</h1>",
         f"<p>{document['n_trials']} trials, {document['n_samples']} sample(s) per trial. Ground truth: "
         f"{html.escape(str(document['pairing'].get('ground_truth')))}. Seed {document['seed']}. "
@@ -319,33 +389,34 @@ def render_html(
     for title, entries in _rows(document):
         parts.append(
             f"<h2>{html.escape(title)}</h2><table><tr><th>Metric</th><th>Value</th><th>Sample 0</th><th>Std</th>"
-            "<th>95% CI</th><th>Chance / baseline</th><th>Better</th></tr>"
+            "<th>95% CI</th><th>CI method</th><th>Chance / baseline</th><th>Better</th></tr>"
         )
         for entry in entries:
-            ci = entry.get("ci95")
-            ci_text = f"[{_format(ci[0])}, {_format(ci[1])}]" if ci else "–"
             parts.append(
                 f'<tr><td title="{html.escape(entry["definition"])}">'
                 f"{html.escape(entry['name'])} <code>{entry['key']}</code></td>"
                 f"<td>{value_text(entry)}</td><td>{_value_text(entry['value_sample0'])}</td>"
-                f"<td>{_format(entry['std'])}</td>"
-                f"<td>{ci_text}</td><td>{html.escape(_chance_text(entry, metrics))}</td>"
-                f"<td>{entry['direction']}</td></tr>"
+                f"<td>{format_number(entry['std'])}</td><td>{_ci_text(entry)}</td><td>{_ci_method_text(entry)}</td>"
+                f"<td>{html.escape(_chance_text(entry, metrics))}</td><td>{entry['direction']}</td></tr>"
             )
         parts.append("</table>")
+    explanation = ci_explanation(document)
+    if explanation:
+        parts.append(f"<p>{html.escape(explanation)}</p>")
     note_lines = notes(document)
     if note_lines:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_code_html(line)}</li>" for line in note_lines) + "</ul>")
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{code_html(line)}</li>" for line in note_lines) + "</ul>")
+    parts += _plots_html(document)
     parts.append(f"<h2>Ground truth and reconstructions (first {min(grid_trials, pairs.n_trials)} trials)</h2>")
-    parts += [trial_row(i, pairs.trial_ids[i]) for i in range(min(grid_trials, pairs.n_trials))]
+    parts += [trial_row(i) for i in range(min(grid_trials, pairs.n_trials))]
     key, best, worst = best_and_worst(document)
     if key:
         scores = document["per_trial"]["scores"][key]
         name = metrics[key]["name"]
         parts.append(f"<h2>Best trials by {html.escape(name)}</h2>")
-        parts += [trial_row(i, f"{pairs.trial_ids[i]}: {_format(scores[i])}") for i in best]
+        parts += [trial_row(i, scores[i]) for i in best]
         parts.append(f"<h2>Worst trials by {html.escape(name)}</h2>")
-        parts += [trial_row(i, f"{pairs.trial_ids[i]}: {_format(scores[i])}") for i in worst]
+        parts += [trial_row(i, scores[i]) for i in worst]
     parts.append(
         "<p>Definitions, settings, weights and per-trial scores: <code>metrics.json</code>.</p></body></html>"
     )

@@ -2,9 +2,9 @@
 
 One definition serves the retrieval model's validation, its test report and anything else that ranks a
 gallery: full-gallery top-t and k-way top-t, exact (the expectation over all distractor draws) and, on
-request, a seeded Monte-Carlo estimate with its confidence interval. The ranking rule (ties count against
-the target) and the estimators live in :mod:`ttdnet.ranking`, which the reconstruction suite's n-way
-identification uses too; ``docs/evaluation.md`` writes the definitions out.
+request, a seeded Monte-Carlo estimate with its 95% Wilson interval (within [0, 1]). The ranking rule
+(ties count against the target) and the estimators live in :mod:`ttdnet.ranking`, which the
+reconstruction suite's n-way identification uses too; ``docs/evaluation.md`` writes the definitions out.
 """
 
 import dataclasses
@@ -17,7 +17,11 @@ from ttdnet import ranking
 
 @dataclasses.dataclass
 class RetrievalScore:
-    """One retrieval metric: key (``top1``, ``top5_50way``, ...), value, chance and per-query scores."""
+    """One retrieval metric: key (``top1``, ``top5_50way``, ...), value, chance and per-query scores.
+
+    ``ci95`` is set for the Monte-Carlo keys only, with ``ci95_method`` ``"wilson"``
+    (:func:`ttdnet.ranking.monte_carlo_ci`).
+    """
 
     key: str
     value: float
@@ -25,6 +29,7 @@ class RetrievalScore:
     per_query: np.ndarray
     ci95: tuple[float, float] | None = None
     definition: str = ""
+    ci95_method: str | None = None
 
 
 def retrieval_keys(gallery_size: int, ks: Sequence[int], ts: Sequence[int]) -> list[str]:
@@ -53,7 +58,7 @@ def retrieval_scores(
     targets : numpy.ndarray, optional
         Gallery index of each query's target (default the diagonal).
     mc_trials : int
-        If > 0, also a seeded Monte-Carlo estimate per (k, t) (key suffix ``_mc``) with its CI.
+        If > 0, also a seeded Monte-Carlo estimate per (k, t) (key suffix ``_mc``) with its 95% Wilson interval.
     seed : int
 
     Returns
@@ -83,6 +88,7 @@ def retrieval_scores(
                 mc.per_query,
                 mc.ci95,
                 definition=f"{k}-way top-{t}, {mc_trials} seeded draws per query",
+                ci95_method="wilson",
             )
     return out
 

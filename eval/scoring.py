@@ -17,14 +17,17 @@ from . import identification as ident
 from .feature_backbone import Backbone
 from .images import ImageStore, ResizeSpec
 from .pixels import (
+    COMPILE_MIN_PIXEL_PAIRS,
     SSIM_DEFAULT,
     SSIM_MINDEYE,
+    SsimStatistics,
     mse_and_pearson_matrices,
     pearson_pairs,
     rgb_to_gray,
     squared_distance_matrix,
     ssim_matrix,
     ssim_pairs,
+    ssim_statistics,
 )
 
 
@@ -113,6 +116,9 @@ class GroundTruth:
         Backbone name to output name to ``(N, ...)`` features.
     pixels : torch.Tensor or None
         float32 ``(N, 3, eval_size, eval_size)`` on the device when :attr:`ScoringPlan.ttd_pixels`.
+    ssim_rgb : SsimStatistics or None
+        The per-image SSIM (RGB) statistics of ``pixels`` when ``ssim_rgb`` is selected, computed once and
+        compared with every reconstruction of every sample set (about twice the memory of ``pixels``).
     labels : numpy.ndarray or None
         int ``(N,)``: the classifier's argmax on each ground truth, when ``nway_cls`` is selected.
     """
@@ -120,6 +126,7 @@ class GroundTruth:
     store: ImageStore
     features: dict[str, dict[str, np.ndarray]]
     pixels: torch.Tensor | None
+    ssim_rgb: SsimStatistics | None
     labels: np.ndarray | None
 
 
@@ -154,7 +161,9 @@ def score_ground_truth(plan: ScoringPlan, store: ImageStore, after_batch: Callab
         after_batch()
     features = {name: {key: np.concatenate(chunks) for key, chunks in outs.items()} for name, outs in parts.items()}
     labels = features["classifier"]["probs"].argmax(axis=1) if "nway_cls" in plan.groups else None
-    return GroundTruth(store, features, torch.cat(pixels) if pixels is not None else None, labels)
+    pixels = torch.cat(pixels) if pixels is not None else None
+    ssim_rgb = ssim_statistics(pixels, SSIM_DEFAULT) if "ssim_rgb" in plan.groups else None
+    return GroundTruth(store, features, pixels, ssim_rgb, labels)
 
 
 def score_sample_set(
@@ -207,7 +216,10 @@ def score_sample_set(
                 ttd_rows["mse"].append(mse.cpu().numpy())
                 ttd_rows["pcc"].append(pcc.cpu().numpy())
             if "ssim_rgb" in want:
-                ttd_rows["ssim_rgb"].append(ssim_matrix(rec, truth.pixels, SSIM_DEFAULT).double().cpu().numpy())
+                # Compiled when the whole N x N job is large, not by the size of this batch.
+                compiled = n * n * truth.pixels[0].numel() >= COMPILE_MIN_PIXEL_PAIRS
+                matrix = ssim_matrix(rec, truth.ssim_rgb, SSIM_DEFAULT, compiled=compiled)
+                ttd_rows["ssim_rgb"].append(matrix.double().cpu().numpy())
         after_batch()
 
     rows = np.arange(n)

@@ -1,6 +1,7 @@
 """The ranking rule and the k-way estimators against enumerations over every distractor set."""
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -81,3 +82,25 @@ def test_kway_rejects_impossible_sizes(k, t):
         ranking.kway_top_exact(scores, k, t)
     with pytest.raises(ValueError, match="k-way|top-t"):
         ranking.kway_top_monte_carlo(scores, k, t, trials=2, seed=0)
+
+
+def test_monte_carlo_interval_is_wilson_at_the_effective_number_of_draws():
+    z = 1.959963984540054
+    outcomes = np.ones((3, 20))
+    outcomes[1, 4] = 0.0  # 59 of 60 draws succeed: mean ± 1.96·SE would end above 1
+    mean, (low, high) = ranking.monte_carlo_ci(outcomes)
+    se = math.sqrt(np.var([1.0] * 19 + [0.0], ddof=1) / 20) / 3  # only query 1 varies
+    assert mean == 59 / 60 and mean + 1.96 * se > 1.0
+    n_eff = mean * (1 - mean) / se**2
+    centre = (mean + z**2 / (2 * n_eff)) / (1 + z**2 / n_eff)
+    half = z * math.sqrt(mean * (1 - mean) / n_eff + z**2 / (4 * n_eff**2)) / (1 + z**2 / n_eff)
+    assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-12)
+    assert low < mean < high < 1.0
+
+
+def test_monte_carlo_interval_when_every_draw_agrees():
+    z2 = 1.959963984540054**2
+    mean, (low, high) = ranking.monte_carlo_ci(np.ones((4, 5)))
+    assert mean == 1.0 and high == 1.0 and low == pytest.approx(20 / (20 + z2), abs=1e-12)
+    mean, (low, high) = ranking.monte_carlo_ci(np.zeros((4, 5)))
+    assert mean == 0.0 and low == 0.0 and high == pytest.approx(z2 / (20 + z2), abs=1e-12)

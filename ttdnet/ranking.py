@@ -3,8 +3,8 @@
 One rule serves every identification and retrieval score in the project: a candidate counts against the
 target unless the target scores *strictly* higher than it, so ties (and comparisons with NaN) count against
 the target. From that rule follow the target's rank, full-gallery top-k, the exact k-way top-t expectation
-over all distractor sets and its seeded Monte-Carlo estimate with a confidence interval. The definitions
-are written out in ``docs/evaluation.md`` ("Ranking, n-way and k-way").
+over all distractor sets and its seeded Monte-Carlo estimate with a Wilson confidence interval (so it
+stays in [0, 1]). The definitions are written out in ``docs/evaluation.md`` ("Ranking, n-way and k-way").
 
 Every function takes a score matrix ``scores`` of shape ``(Q, G)``: row ``j`` scores the ``G`` candidates
 of query ``j`` (higher is better), and ``targets[j]`` is the column of its target (default: the diagonal).
@@ -100,7 +100,7 @@ class MonteCarloResult:
     mean : float
         Mean over all Q·T draws.
     ci95 : tuple of float
-        ``mean ± 1.96·SE`` (see :func:`monte_carlo_ci`).
+        95% Wilson interval at the effective number of draws (see :func:`monte_carlo_ci`).
     trials : int
         T, draws per query.
     seed : int
@@ -116,8 +116,39 @@ class MonteCarloResult:
     outcomes: np.ndarray
 
 
+Z95 = 1.959963984540054
+"""The standard normal 97.5% quantile: the z of every 95% interval."""
+
+
+def wilson_interval(proportion: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion: within [0, 1], unlike ``p ± z·SE``.
+
+    Parameters
+    ----------
+    proportion : float
+        Observed share of successes ``p`` in [0, 1].
+    n : float
+        Number of 0/1 outcomes (> 0); a non-integer effective sample size is allowed.
+    z : float
+        Normal quantile; :data:`Z95` for a 95% interval.
+
+    Returns
+    -------
+    tuple of float
+        ``(p + z²/2n ∓ z·sqrt(p(1 − p)/n + z²/4n²)) / (1 + z²/n)``; the upper bound is exactly 1 when
+        ``p = 1`` and the lower bound exactly 0 when ``p = 0``.
+    """
+    p = float(proportion)
+    shrink = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / shrink
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / shrink
+    low = 0.0 if p <= 0 else max(0.0, centre - half)
+    high = 1.0 if p >= 1 else min(1.0, centre + half)
+    return low, high
+
+
 def monte_carlo_ci(outcomes: np.ndarray) -> tuple[float, tuple[float, float]]:
-    """Mean and 95% interval of Bernoulli outcomes, stratified by query.
+    """Mean and 95% Wilson interval of Bernoulli outcomes, stratified by query.
 
     Parameters
     ----------
@@ -127,16 +158,21 @@ def monte_carlo_ci(outcomes: np.ndarray) -> tuple[float, tuple[float, float]]:
     Returns
     -------
     mean : float
+        ``p``, the mean of all Q·T outcomes.
     ci95 : tuple of float
-        ``mean ± 1.96·SE`` with ``SE² = Σ_j s_j² / T / Q²`` (``s_j²``: sample variance of query j's T
-        outcomes, 0 when T = 1): the Monte-Carlo uncertainty of the estimate with the scores held fixed.
+        :func:`wilson_interval` of ``p`` at the effective number of draws ``n_eff = p(1 − p) / SE²``, where
+        ``SE² = Σ_j s_j² / T / Q²`` (``s_j²``: sample variance of query j's T outcomes, 0 when T = 1) is the
+        Monte-Carlo variance of the estimate with the scores held fixed; ``n_eff = Q·T`` when ``SE = 0``
+        (every query's draws agree). The interval stays in [0, 1]: all draws successful gives ``[l, 1]``
+        with ``l < 1``.
     """
     outcomes = np.asarray(outcomes, dtype=np.float64)
     n, t = outcomes.shape
     mean = float(outcomes.mean())
     variance = outcomes.var(axis=1, ddof=1) if t > 1 else np.zeros(n)
-    se = math.sqrt(float(variance.sum()) / t) / n
-    return mean, (mean - 1.96 * se, mean + 1.96 * se)
+    se2 = float(variance.sum()) / t / n**2
+    n_eff = mean * (1 - mean) / se2 if se2 > 0 else n * t
+    return mean, wilson_interval(mean, n_eff)
 
 
 def kway_top_monte_carlo(

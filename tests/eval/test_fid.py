@@ -34,6 +34,15 @@ def test_fid_converges_to_the_population_frechet_distance():
     assert fid.fid_from_features(real, fake) == pytest.approx(expected, rel=0.02)
 
 
+def test_fewer_images_than_feature_dimensions_equals_the_textbook_formula():
+    """The test-set case (200 images, 2048-d features): scipy's sqrtm of the D x D product as the reference."""
+    rng = np.random.default_rng(7)
+    real = rng.standard_normal((30, 80)) @ rng.standard_normal((80, 80))
+    fake = 0.8 * rng.standard_normal((25, 80)) @ rng.standard_normal((80, 80)) + 0.2
+    expected = closed_form(real.mean(0), np.cov(real, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False))
+    assert fid.fid_from_features(real, fake) == pytest.approx(expected, rel=1e-7)
+
+
 def test_fid_of_identical_sets_is_zero():
     features = np.random.default_rng(2).standard_normal((50, 8))
     assert abs(fid.fid_from_features(features, features)) < 1e-8
@@ -77,13 +86,15 @@ def test_kid_rejects_subsets_larger_than_the_sets():
         fid.kid_from_features(features, features, subsets=2, subset_size=11, seed=0)
 
 
-def test_fid_matches_torch_fidelity():
+@pytest.mark.parametrize(("n_real", "n_fake", "dim"), [(120, 90, 16), (40, 30, 64)])  # both branches: D < N, N < D
+def test_fid_matches_torch_fidelity(n_real, n_fake, dim):
     rng = np.random.default_rng(4)
-    real = rng.standard_normal((120, 16)) @ rng.standard_normal((16, 16))
-    fake = rng.standard_normal((90, 16)) @ rng.standard_normal((16, 16)) + 0.3
+    real = rng.standard_normal((n_real, dim)) @ rng.standard_normal((dim, dim))
+    fake = rng.standard_normal((n_fake, dim)) @ rng.standard_normal((dim, dim)) + 0.3
     stats = [metric_fid.fid_features_to_statistics(torch.from_numpy(x)) for x in (real, fake)]
     reference = metric_fid.fid_statistics_to_metric(*stats, verbose=False)[metric_fid.KEY_METRIC_FID]
-    assert fid.fid_from_features(real, fake) == pytest.approx(reference, rel=1e-9)
+    # With N < D the product is singular, where torch-fidelity's scipy sqrtm is itself only good to ~1e-8.
+    assert fid.fid_from_features(real, fake) == pytest.approx(reference, rel=1e-9 if n_real > dim else 1e-7)
 
 
 def test_kid_matches_torch_fidelity():

@@ -12,7 +12,7 @@ import pytest
 from eval_fixtures import noisy, smooth_image, write_image
 
 from ttdnet.cli import main
-from ttdnet.eval import outputs
+from ttdnet.eval import api
 
 
 SET = ["config.yaml", "metrics.json", "report.html", "report.md"]
@@ -36,7 +36,7 @@ def argv_for(folders, out, *flags):
 
 def run_killed(argv, patch: str) -> int:
     """Run ``ttdnet.cli.main(argv)`` in a subprocess after ``patch`` (Python run first) and return its exit status."""
-    script = "import os, sys\nfrom ttdnet.eval import outputs\n" + textwrap.dedent(patch)
+    script = "import os, sys\n" + textwrap.dedent(patch)
     script += f"\nfrom ttdnet.cli import main\nsys.exit(main({argv!r}))\n"
     return subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300).returncode
 
@@ -56,7 +56,16 @@ def assert_user_files_kept(out):
 def test_a_run_killed_while_writing_shows_nothing_and_the_rerun_cleans_up(folders, tmp_path, capsys):
     out = tmp_path / "out"
     user_files(out)
-    killed = run_killed(argv_for(folders, out), "outputs.render_html = lambda *args, **kwargs: os._exit(9)")
+    patch = """
+    import pathlib
+    write_text = pathlib.Path.write_text
+    def write_or_die(self, *args, **kwargs):
+        if self.name == "report.html":
+            os._exit(9)
+        return write_text(self, *args, **kwargs)
+    pathlib.Path.write_text = write_or_die
+    """
+    killed = run_killed(argv_for(folders, out), patch)
     assert killed == 9
     # config.yaml, metrics.json and report.md were written, into the hidden staging folder only.
     hidden = [path for path in out.iterdir() if path.name.startswith(".")]
@@ -104,7 +113,7 @@ def test_a_failed_run_keeps_the_previous_evaluation(folders, tmp_path, capsys, m
     def broken(*args, **kwargs):
         raise RuntimeError("render failed")
 
-    monkeypatch.setattr(outputs, "render_html", broken)
+    monkeypatch.setattr(api, "render_html", broken)
     with pytest.raises(RuntimeError, match="render failed"):
         main(argv_for(folders, out, "--seed", "1"))
     capsys.readouterr()

@@ -100,3 +100,57 @@ def test_lpips_embedding_distance_equals_lpips_forward():
             for j in range(2):
                 expected = model(rec[i : i + 1], gt[j : j + 1], normalize=True).item()
                 assert ours[i, j].item() == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+
+def skimage_rgb_ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    """skimage's defaults (7x7 uniform window, sample covariance) on HWC float64, the reference."""
+    return structural_similarity(
+        a.permute(1, 2, 0).numpy().astype(np.float64),
+        b.permute(1, 2, 0).numpy().astype(np.float64),
+        channel_axis=-1,
+        data_range=1.0,
+    )
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_batched_rgb_ssim_matrix_equals_skimage_on_every_pair(compiled):
+    rng = np.random.default_rng(5)
+    gt = torch.from_numpy(rng.random((5, 3, 40, 36)).astype(np.float32))
+    rec = torch.from_numpy(np.clip(gt.numpy()[[1, 0, 3]] + 0.2 * rng.standard_normal((3, 3, 40, 36)), 0, 1)).float()
+    statistics = pixels.ssim_statistics(gt, pixels.SSIM_DEFAULT)  # reused, as the suite reuses the ground truth's
+    matrix = pixels.ssim_matrix(rec, statistics, pixels.SSIM_DEFAULT, chunk=2, compiled=compiled)  # 2 + 2 + 1 padded
+    expected = np.array([[skimage_rgb_ssim(rec[i], gt[j]) for j in range(5)] for i in range(3)])
+    np.testing.assert_allclose(matrix.double().numpy(), expected, rtol=0, atol=1e-6)
+    assert [int(row.argmax()) for row in matrix] == [1, 0, 3]
+
+
+def test_a_compiler_failure_falls_back_to_the_same_numbers(monkeypatch, caplog):
+    def broken(function, **kwargs):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler found\nsecond line")
+
+        return fail
+
+    kernel = pixels._PairKernel()
+    monkeypatch.setattr(pixels, "_PAIR_KERNEL", kernel)
+    monkeypatch.setattr(torch, "compile", broken)
+    gt, rec = pair(6, size=24)
+    reference = pixels.ssim_matrix(rec, gt, pixels.SSIM_DEFAULT, compiled=False)
+    with caplog.at_level("WARNING"):
+        result = pixels.ssim_matrix(rec, gt, pixels.SSIM_DEFAULT, compiled=True)
+    assert torch.equal(result, reference) and kernel.failed
+    assert "torch.compile failed: no C++ compiler found" in caplog.text and "second line" not in caplog.text
+
+
+def test_a_resized_constant_image_has_an_undefined_correlation():
+    constant = to_float(np.full((1, 32, 32, 3), 137, dtype=np.uint8))
+    resized = ResizeSpec(48, "bilinear", antialias=True)(constant)
+    assert 0 < float(resized.std()) < 1e-6  # rounding noise, not structure
+    other = to_float(np.random.default_rng(8).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8))
+    other = ResizeSpec(48, "bilinear", antialias=True)(other)
+    assert torch.isnan(pixels.pearson_pairs(resized, other)).all()
+    _, pcc = pixels.mse_and_pearson_matrices(torch.cat([resized, other]), torch.cat([other, resized]))
+    assert torch.isnan(pcc[0]).all() and torch.isnan(pcc[:, 1]).all() and not torch.isnan(pcc[1, 0])
+    one_level = to_float(np.full((1, 32, 32, 3), 137, dtype=np.uint8))
+    one_level[0, 0, 0, 0] += 1 / 255  # one pixel, one level: a real (tiny) structure stays defined
+    assert not torch.isnan(pixels.pearson_pairs(one_level, other[:, :, :32, :32])).any()

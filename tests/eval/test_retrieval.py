@@ -29,3 +29,13 @@ def test_retrieval_keys_list_the_exact_scores_in_order():
     assert [key for key in scores if key.endswith("_mc")] == [f"{key}_mc" for key in exact if "way" in key]
     mc = ranking.kway_top_monte_carlo(similarity, 10, 5, trials=3, seed=2)
     assert scores["top5_10way_mc"].value == mc.mean and scores["top5_10way_mc"].ci95 == mc.ci95
+
+
+def test_monte_carlo_intervals_stay_in_zero_one_and_say_wilson():
+    identical = np.eye(30)
+    scores = retrieval.retrieval_scores(identical, ks=(2, 10), ts=(1,), mc_trials=20, seed=0)
+    for key in ("top1_2way_mc", "top1_10way_mc"):
+        low, high = scores[key].ci95
+        assert scores[key].value == 1.0 and high == 1.0 and low < 1.0
+        assert scores[key].ci95_method == "wilson"
+    assert all(scores[key].ci95 is None and scores[key].ci95_method is None for key in ("top1", "top1_2way"))
