@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 
 from ttdnet.data.dataset import AVERAGED, ThingsEEG2Dataset
 from ttdnet.data.selection import SelectionError, split_training_concepts, time_window
+from ttdnet.data.things_eeg2 import ThingsEEG2FormatError
 
 
 def make(things_root, **kwargs):
@@ -126,3 +127,26 @@ def test_image_indices_follow_the_samples(things_root):
     assert list(dataset.image_indices) == [dataset[i].image_index for i in range(len(dataset))]
     with pytest.raises(ValueError):
         dataset.image_indices[0] = 5
+
+
+def test_train_split_refuses_a_test_partition_sampled_differently(things_root):
+    from things_files import write_eeg_file
+
+    from ttdnet.data.channels import POSTERIOR_17_CHANNELS
+
+    test_file = things_root["root"] / "preprocessed_data" / "sub-02" / "preprocessed_eeg_test.npy"
+    data = things_root["eeg"][("sub-02", "test")]
+    write_eeg_file(test_file, data, list(POSTERIOR_17_CHANNELS), np.arange(100) / 250 - 0.2)
+    with pytest.raises(ThingsEEG2FormatError, match="has times at 250 Hz from -0.2 s") as error:
+        make(things_root, split="train", subjects=["sub-02"])  # reads the test file too, although split="train"
+    assert str(error.value).startswith(f"{test_file} has times")
+    assert "sub-02/preprocessed_eeg_training.npy at 100 Hz from -0.2 s" in str(error.value)
+    assert len(make(things_root, split="train", subjects=["sub-01"], val_fraction=0.0)) == 15  # sub-01 is consistent
+
+
+def test_a_subject_without_the_other_partition_loads(things_root):
+    (things_root["root"] / "preprocessed_data" / "sub-01" / "preprocessed_eeg_test.npy").unlink()
+    dataset = make(things_root, split="train", subjects=[1], val_fraction=0.0)
+    assert len(dataset) == 15 and dataset.sfreq == 100.0
+    with pytest.raises(ThingsEEG2FormatError, match="preprocessed_eeg_test.npy: file not found"):
+        make(things_root, split="test", subjects=[1])

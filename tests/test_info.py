@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 from things_files import OFFICIAL_TIMES, write_eeg_file
 
 from ttdnet.cli import main
@@ -47,3 +48,32 @@ def test_info_missing_image_is_reported(things_root, capsys):
         "3/4 files present; missing e.g. test_images/00002_backscratcher/backscratcher_01s.jpg"
         in capsys.readouterr().out
     )
+
+
+def test_eeg_only_accepts_a_root_without_image_set_and_reads_no_image(things_root, capsys, monkeypatch):
+    import ttdnet.data.image_metadata as image_metadata
+
+    (things_root["root"] / "image_set" / "image_metadata.npy").unlink()
+    monkeypatch.setattr(image_metadata, "check_image_file", lambda path: pytest.fail(f"decoded {path}"))
+    assert run_info(things_root, "--eeg_only") == 0
+    out = capsys.readouterr().out
+    assert "image set:   not checked (--eeg_only)" in out and "sub-02  test      4 x 80 x 17 x 100" in out
+    assert "images:" not in out
+
+
+def test_info_decodes_every_listed_image(things_root, capsys, monkeypatch):
+    import ttdnet.data.image_metadata as image_metadata
+
+    decoded = []
+    original = image_metadata.check_image_file
+    monkeypatch.setattr(image_metadata, "check_image_file", lambda path: decoded.append(path) or original(path))
+    assert run_info(things_root, "--json") == 0
+    image_dir = things_root["root"] / "image_set"
+    expected = [
+        image_dir / folder / concept / name
+        for prefix, folder in (("train", "training_images"), ("test", "test_images"))
+        for concept, name in zip(
+            things_root["metadata"][f"{prefix}_img_concepts"], things_root["metadata"][f"{prefix}_img_files"]
+        )
+    ]
+    assert decoded == expected and len(decoded) == 15 + 4

@@ -103,6 +103,63 @@ def test_non_finite_values_are_located(tmp_path, bad):
         read_preprocessed_eeg(path)
 
 
+@pytest.mark.parametrize("value", [1e39, -4e38])
+def test_values_beyond_float32_are_located(tmp_path, value):
+    data = np.zeros((3, 2, 17, 100))
+    data[1, 0, 16, 99] = value  # finite as float64, infinite as float32
+    path = _write(tmp_path, data=data)
+    with pytest.raises(ThingsEEG2FormatError, match=r"value .* at index \(1, 0, 16, 99\) .* beyond the float32 range"):
+        read_preprocessed_eeg(path)
+
+
+def test_largest_float32_value_is_accepted(tmp_path):
+    data = np.zeros((2, 3, 17, 100))
+    data[0, 0, 0, 0] = np.finfo(np.float32).max
+    assert read_preprocessed_eeg(_write(tmp_path, data=data)).data[0, 0, 0, 0] == np.finfo(np.float32).max
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((0, 3, 17, 100), r"no image conditions \(axis 0 is empty\)"),
+        ((2, 0, 17, 100), r"no repetitions \(axis 1 is empty\)"),
+        ((2, 0, 17, 0), r"no repetitions \(axis 1 is empty\) and no time points \(axis 3 is empty\)"),
+    ],
+)
+def test_empty_axes_are_rejected(tmp_path, shape, message):
+    with pytest.raises(ThingsEEG2FormatError, match=message):
+        read_preprocessed_eeg(_write(tmp_path, data=np.zeros(shape)))
+
+
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [
+        (np.array([str(t) for t in OFFICIAL_TIMES]), "got str values such as '-0.2'"),
+        ([None] * 100, "got NoneType values such as None"),
+        (np.ones(100, dtype=bool), "got bool values such as True"),
+    ],
+)
+def test_times_that_are_not_numbers_are_rejected(tmp_path, times, message):
+    path = _write(tmp_path, times=times)
+    with pytest.raises(ThingsEEG2FormatError, match=message) as error:
+        read_preprocessed_eeg(path)
+    assert str(error.value).startswith(f"{path}: 'times' must be numbers")
+
+
+def test_integer_times_are_numbers(tmp_path):
+    eeg = read_preprocessed_eeg(_write(tmp_path, times=np.arange(100)))
+    assert eeg.sfreq == 1.0 and eeg.times.dtype == np.float64
+
+
+def test_float32_times_are_evenly_spaced_but_uneven_ones_are_not(tmp_path):
+    eeg = read_preprocessed_eeg(_write(tmp_path, times=OFFICIAL_TIMES.astype(np.float32)))
+    assert eeg.sfreq == pytest.approx(100.0, rel=1e-5)
+    uneven = OFFICIAL_TIMES.copy()
+    uneven[50:] += 0.002  # one step of 12 ms among 10 ms steps
+    with pytest.raises(ThingsEEG2FormatError, match="'times' is not evenly spaced"):
+        read_preprocessed_eeg(_write(tmp_path, times=uneven))
+
+
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ThingsEEG2FormatError, match="file not found"):
         read_preprocessed_eeg(tmp_path / "nope.npy")
@@ -134,6 +191,15 @@ def test_image_metadata_length_mismatch_is_rejected(tmp_path, things_root):
     written["test_img_files"] = written["test_img_files"][:-1]
     np.save(tmp_path / "image_metadata.npy", written, allow_pickle=True)
     with pytest.raises(ThingsEEG2FormatError, match="test lists differ in length"):
+        read_image_metadata(tmp_path)
+
+
+def test_image_metadata_without_test_images_is_rejected(tmp_path, things_root):
+    written = dict(things_root["metadata"])
+    for key in ("test_img_concepts", "test_img_files", "test_img_concepts_THINGS"):
+        written[key] = []
+    np.save(tmp_path / "image_metadata.npy", written, allow_pickle=True)
+    with pytest.raises(ThingsEEG2FormatError, match="'test_img_concepts' is empty; the file lists no test images"):
         read_image_metadata(tmp_path)
 
 

@@ -120,3 +120,16 @@ def test_values_are_checked_before_anything_is_written(tmp_path, capsys, argv, e
     assert main([*argv, "--output_dir", str(out)]) == 1
     assert_one_line_error(capsys, argv[0], expected)
     assert not out.exists()
+
+
+def test_pretraining_on_a_corpus_where_every_recording_failed(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    for name in ("a.edf", "b.edf"):
+        (tmp_path / "in" / name).write_bytes(b"not an EDF file")
+    corpus = tmp_path / "windows"
+    assert main(["preprocess", "edf", "--input_dir", str(tmp_path / "in"), "--output_dir", str(corpus)]) == 1
+    capsys.readouterr()
+    args = ["--edf_windows", str(corpus), "--output_dir", str(tmp_path / "run"), "--encoder_preset", "tiny",
+            "--max_train_steps", "1", "--report_to", "none"]  # fmt: skip
+    assert main(["pretrain", *args]) == 1
+    assert_one_line_error(capsys, "pretrain", f"{corpus / 'index.json'}: the corpus holds no windows")

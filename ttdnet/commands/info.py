@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from ttdnet.command import Command
 from ttdnet.config import ConfigParser
+from ttdnet.errors import ConfigError
 
 
 @dataclasses.dataclass
@@ -26,6 +27,13 @@ class InfoConfig:
     image_dir: str | None = dataclasses.field(
         default=None, metadata={"help": "image-set folder (image_metadata.npy, training_images/, test_images/)"}
     )
+    eeg_only: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "check the EEG files alone: a root without image_metadata.npy is accepted and no image is "
+            "read (without it, a missing image set is an error)"
+        },
+    )
     eeg_cache_dir: str | None = dataclasses.field(
         default=None,
         metadata={
@@ -42,39 +50,57 @@ def add_arguments(parser: ConfigParser) -> None:
 
 
 def summarize_dataset(root: str, config: InfoConfig) -> dict:
-    """Load every EEG file and the image metadata of a dataset and describe them.
+    """Load every EEG file, the image metadata and every image of a dataset, and describe them.
 
-    Every file is read and validated (and converted into the float32 cache on first use).
+    Every EEG file is read and validated (and converted into the float32 cache on first use), all of them
+    must share one channel list and time axis, and every image listed in ``image_metadata.npy`` is decoded.
 
     Returns
     -------
     dict
-        ``eeg_dir``, ``image_dir``, ``subjects`` (per subject and partition: shape, container, variant),
-        ``ch_names``, ``times`` (first, last, n, sfreq, onset index) and ``images`` (per partition: rows,
-        concepts, files present and missing).
+        ``eeg_dir``, ``image_dir`` (None with ``--eeg_only``), ``subjects`` (per subject and partition:
+        shape, container, variant), ``ch_names``, ``times`` (first, last, n, sfreq, onset index) and
+        ``images`` (per partition: rows, concepts, files present and missing).
+
+    Raises
+    ------
+    ttdnet.errors.TtdnetError
+        An invalid EEG file, image or metadata file, a root without ``image_metadata.npy`` (unless
+        ``--eeg_only``), or files that disagree with each other.
     """
     from tqdm.auto import tqdm
 
-    from ttdnet.data.cache import load_cached_eeg
-    from ttdnet.data.image_metadata import read_image_metadata
+    from ttdnet.data.cache import check_shared_axes, load_cached_eeg
+    from ttdnet.data.image_metadata import check_image_file, read_image_metadata
     from ttdnet.data.things_eeg2 import PARTITIONS, ThingsEEG2FormatError, ThingsEEG2Layout
 
+    if config.eeg_only and config.image_dir is not None:
+        raise ConfigError("--eeg_only skips the image set, so --image_dir would be ignored; give one of them")
     layout = ThingsEEG2Layout.discover(root, eeg_dir=config.eeg_dir, image_dir=config.image_dir, require_images=False)
+    if layout.image_dir is None and not config.eeg_only:
+        raise ThingsEEG2FormatError(
+            f"{root}: no image_metadata.npy in this folder or in {Path(root) / 'image_set'}; unpack the THINGS-EEG2 "
+            "image set there or give its folder with --image_dir, or pass --eeg_only to check the EEG files alone"
+        )
+    image_dir = None if config.eeg_only else layout.image_dir
+    metadata = read_image_metadata(image_dir) if image_dir is not None else None
+    progress = {"disable": True if config.json else None}  # no bar in JSON mode or when stderr is not a terminal
     subjects: dict[str, dict] = {}
-    reference = None
+    files = []
     jobs = [(subject, partition) for subject in layout.subjects for partition in PARTITIONS]
-    for subject, partition in tqdm(jobs, desc="reading EEG files", unit="file", disable=config.json):
+    for subject, partition in tqdm(jobs, desc="reading EEG files", unit="file", **progress):
         path = layout.eeg_file(subject, partition)
         if not path.is_file():
             subjects.setdefault(subject, {})[partition] = {"missing": str(path)}
             continue
         cached = load_cached_eeg(path, config.eeg_cache_dir)
-        if reference is None:
-            reference = cached
-        elif cached.ch_names != reference.ch_names or cached.times.shape != reference.times.shape:
+        check_shared_axes(files[:1] + [cached])
+        if metadata is not None and cached.data.shape[0] != metadata.n_rows(partition):
             raise ThingsEEG2FormatError(
-                f"{path}: channels or time axis differ from {reference.source}; a dataset must be consistent"
+                f"{path}: {cached.data.shape[0]} image conditions but {metadata.path} lists "
+                f"{metadata.n_rows(partition)} {partition} images ({subject})"
             )
+        files.append(cached)
         subjects.setdefault(subject, {})[partition] = {
             "shape": list(cached.data.shape),
             "container": cached.container,
@@ -83,10 +109,11 @@ def summarize_dataset(root: str, config: InfoConfig) -> dict:
         }
     summary: dict = {
         "eeg_dir": str(layout.eeg_dir),
-        "image_dir": str(layout.image_dir) if layout.image_dir else None,
+        "image_dir": str(image_dir) if image_dir is not None else None,
         "subjects": subjects,
     }
-    if reference is not None:
+    if files:
+        reference = files[0]
         times = reference.times
         onset = [i for i, t in enumerate(times) if abs(t) < 0.5 / reference.sfreq]
         summary["ch_names"] = list(reference.ch_names)
@@ -97,25 +124,22 @@ def summarize_dataset(root: str, config: InfoConfig) -> dict:
             "sfreq_hz": reference.sfreq,
             "onset_index": onset[0] if onset else None,
         }
-    if layout.image_dir is not None:
-        metadata = read_image_metadata(layout.image_dir)
+    if metadata is not None:
         images = {}
         for partition in PARTITIONS:
             paths = metadata.relative_paths(partition)
-            missing = [p for p in paths if not (layout.image_dir / p).is_file()]
+            missing = []
+            for relative in tqdm(paths, desc=f"decoding {partition} images", unit="image", **progress):
+                if (image_dir / relative).is_file():
+                    check_image_file(image_dir / relative)
+                else:
+                    missing.append(relative)
             images[partition] = {
                 "rows": len(paths),
                 "concepts": len(metadata.unique_concepts(partition)),
                 "files_present": len(paths) - len(missing),
                 "files_missing": missing[:10],
             }
-            for subject, partitions in subjects.items():
-                shape = partitions.get(partition, {}).get("shape")
-                if shape is not None and shape[0] != len(paths):
-                    raise ThingsEEG2FormatError(
-                        f"{partitions[partition]['file']}: {shape[0]} image conditions but {metadata.path} lists "
-                        f"{len(paths)} {partition} images ({subject})"
-                    )
         summary["images"] = images
     return summary
 
@@ -123,7 +147,7 @@ def summarize_dataset(root: str, config: InfoConfig) -> dict:
 def format_summary(root: str, summary: dict) -> str:
     """Human-readable text of :func:`summarize_dataset`'s result."""
     lines = [f"THINGS-EEG2 dataset: {Path(root)}", f"  EEG folder:  {summary['eeg_dir']}"]
-    lines.append(f"  image set:   {summary['image_dir'] or 'not found (EEG only)'}")
+    lines.append(f"  image set:   {summary['image_dir'] or 'not checked (--eeg_only)'}")
     lines.append(f"  subjects ({len(summary['subjects'])}):")
     for subject, partitions in summary["subjects"].items():
         for partition, entry in partitions.items():
@@ -165,8 +189,9 @@ COMMAND = Command(
     config_class=InfoConfig,
     run=run,
     description=(
-        "Load a THINGS-EEG2 root through the data layer (validating every file) and print what it holds. "
-        "Exits with status 1 when a file is invalid or missing."
+        "Load a THINGS-EEG2 root through the data layer and print what it holds. Every EEG file is validated "
+        "(all must share one channel list and time axis) and every listed image is decoded. Exits with status 1 "
+        "when a file is invalid or missing, or when image_set/image_metadata.npy is missing without --eeg_only."
     ),
     add_arguments=add_arguments,
 )

@@ -2,14 +2,27 @@
 
 import argparse
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ttdnet.command import Command
+from ttdnet.config import SEED_RANGE
 
 
 @dataclasses.dataclass
 class SimulateConfig:
     """Options of ``ttdnet simulate``. The defaults make a small dataset that generates in well under a minute."""
+
+    OPTION_RANGES: ClassVar[dict[str, str]] = {
+        "n_subjects": "[1, 99]",  # folder names sub-01 ... sub-99
+        "n_train_concepts": "[1, inf)",
+        "images_per_concept": "[1, 99]",  # THINGS file numbers _01 ... _99
+        "n_test_images": "[1, inf)",
+        "train_repetitions": "[1, inf)",
+        "test_repetitions": "[1, inf)",
+        "snr": "(0, inf)",
+        "image_size": "[16, inf)",  # the smallest the procedural images are drawn at
+        "seed": SEED_RANGE,
+    }
 
     output_dir: str = dataclasses.field(
         default="data/synthetic-things-eeg2", metadata={"help": "dataset root to write (see the README's data layout)"}

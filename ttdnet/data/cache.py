@@ -14,15 +14,18 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ttdnet.data.preprocessed_eeg import read_preprocessed_eeg
+from ttdnet.data.things_eeg2 import ThingsEEG2FormatError
 from ttdnet.io import atomic_open, atomic_write_json
 
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
+"""Raised whenever the checks applied at conversion change, so that older entries are validated again."""
 CONVERSION_CHUNK = 512
 """Image conditions converted per step (bounds the float32 copy held in memory on top of the loaded file)."""
 
@@ -157,3 +160,51 @@ def load_cached_eeg(source: str | os.PathLike, cache_dir: str | os.PathLike | No
     if cached is None:
         raise RuntimeError(f"cache entry {entry} for {source} could not be read back after writing it")
     return cached
+
+
+def _describe_times(entry: CachedEEG) -> str:
+    return f"{entry.sfreq:g} Hz from {entry.times[0]:g} s ({len(entry.times)} samples)"
+
+
+def check_shared_axes(files: Sequence[CachedEEG]) -> None:
+    """Raise unless every file has the channels (names and order) and the time axis of the first.
+
+    Every split and subject of one dataset must share them: a model trained on one partition and tested on
+    another, or on several subjects at once, reads sample ``t`` of channel ``c`` as the same thing everywhere.
+
+    Parameters
+    ----------
+    files : sequence of CachedEEG
+        The first is the reference the error messages compare with.
+
+    Raises
+    ------
+    ThingsEEG2FormatError
+        Naming both files and the difference.
+    """
+    reference = files[0]
+    rule = "every split and subject must share"
+    for entry in files[1:]:
+        if entry.ch_names != reference.ch_names:
+            if sorted(entry.ch_names) == sorted(reference.ch_names):
+                i = next(i for i, pair in enumerate(zip(entry.ch_names, reference.ch_names)) if pair[0] != pair[1])
+                difference = (
+                    f"has the channels of {reference.source} in another order (channel {i} is "
+                    f"{entry.ch_names[i]}, there {reference.ch_names[i]})"
+                )
+            else:
+                only_here = [name for name in entry.ch_names if name not in reference.ch_names]
+                only_there = [name for name in reference.ch_names if name not in entry.ch_names]
+                difference = (
+                    f"has {len(entry.ch_names)} channels, {reference.source} {len(reference.ch_names)} "
+                    f"(only in the first: {only_here or 'none'}; only in the second: {only_there or 'none'})"
+                )
+            raise ThingsEEG2FormatError(f"{entry.source} {difference}; {rule} the same channels in the same order")
+        step = 1.0 / reference.sfreq
+        if len(entry.times) != len(reference.times) or not np.allclose(
+            entry.times, reference.times, rtol=0.0, atol=1e-3 * step
+        ):
+            raise ThingsEEG2FormatError(
+                f"{entry.source} has times at {_describe_times(entry)}, {reference.source} at "
+                f"{_describe_times(reference)}; {rule} one time axis"
+            )

@@ -7,10 +7,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ttdnet.data.cache import CachedEEG, load_cached_eeg
+from ttdnet.data.cache import CachedEEG, check_shared_axes, load_cached_eeg
 from ttdnet.data.image_metadata import read_image_metadata
 from ttdnet.data.selection import SelectionError, channel_indices, split_training_concepts, time_window
-from ttdnet.data.things_eeg2 import Partition, ThingsEEG2FormatError, ThingsEEG2Layout, subject_name, subject_number
+from ttdnet.data.things_eeg2 import (
+    PARTITIONS,
+    Partition,
+    ThingsEEG2FormatError,
+    ThingsEEG2Layout,
+    subject_name,
+    subject_number,
+)
 
 
 Split = Literal["train", "val", "test"]
@@ -46,7 +53,10 @@ class ThingsEEG2Dataset(Dataset):
     """THINGS-EEG2 preprocessed EEG as ``(eeg, image_index, concept_index, subject, repetition)`` samples.
 
     Files are read through the float32 memory-mapped cache (:mod:`ttdnet.data.cache`), so a dataset of
-    many subjects holds almost nothing in RAM.
+    many subjects holds almost nothing in RAM. Both partitions of every selected subject are read (the other
+    partition where its file exists) and must share one channel list and time axis
+    (:func:`ttdnet.data.cache.check_shared_axes`), so a model trained on one split is never evaluated on
+    EEG sampled differently.
 
     Parameters
     ----------
@@ -114,8 +124,15 @@ class ThingsEEG2Dataset(Dataset):
         names = [subject_name(s) for s in subjects] if subjects is not None else layout.subjects
         if not names:
             raise SelectionError(f"{layout.eeg_dir}: no subjects selected")
-        cached = [load_cached_eeg(layout.eeg_file(name, self.partition), cache_dir) for name in names]
-        self._check_consistent(names, cached)
+        files = {}
+        for name in names:
+            for partition in PARTITIONS:
+                path = layout.eeg_file(name, partition)
+                if partition == self.partition or path.is_file():
+                    files[name, partition] = load_cached_eeg(path, cache_dir)
+        check_shared_axes(list(files.values()))
+        cached = [files[name, self.partition] for name in names]
+        self._check_consistent(cached)
 
         first = cached[0]
         self.subject_names = names
@@ -144,19 +161,15 @@ class ThingsEEG2Dataset(Dataset):
         self._repetitions = np.tile(repetitions, len(rows) * len(names))
         self._concepts = concept_of_row[self._rows]
 
-    def _check_consistent(self, names: list[str], cached: list[CachedEEG]) -> None:
+    def _check_consistent(self, cached: list[CachedEEG]) -> None:
+        """Every subject's file of the partition has one row per listed image and the first's repetitions."""
         expected_rows = self.metadata.n_rows(self.partition)
         first = cached[0]
-        for name, entry in zip(names, cached):
+        for entry in cached:
             if entry.data.shape[0] != expected_rows:
                 raise ThingsEEG2FormatError(
                     f"{entry.source}: {entry.data.shape[0]} image conditions, but {self.metadata.path} lists "
                     f"{expected_rows} {self.partition} images; the EEG and the image set do not belong together"
-                )
-            if entry.ch_names != first.ch_names or not np.allclose(entry.times, first.times):
-                raise ThingsEEG2FormatError(
-                    f"{entry.source}: channels or time axis differ from {first.source} ({name} vs {names[0]}); "
-                    "subjects in one dataset must share them"
                 )
             if entry.data.shape[1] != first.data.shape[1]:
                 raise ThingsEEG2FormatError(

@@ -114,7 +114,7 @@ class EEGWindowCorpus:
     Raises
     ------
     WindowCorpusError
-        Missing or unreadable index, another format or version, a shard missing or of the wrong shape.
+        Missing or unreadable index, another format or version, no windows, a shard missing or of the wrong shape.
     """
 
     def __init__(self, root: str | os.PathLike):
@@ -127,6 +127,12 @@ class EEGWindowCorpus:
         counts = np.array([int(shard["n_windows"]) for shard in self.shards], dtype=np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         self._arrays: dict[int, np.ndarray] = {}
+        if len(self) == 0:
+            raise WindowCorpusError(
+                f"{self.root / 'index.json'}: the corpus holds no windows (every recording failed or was skipped; "
+                "the reasons are listed under 'failed' and 'skipped' there); fix the recordings or the options "
+                "and rerun `ttdnet preprocess edf`"
+            )
 
     def __len__(self) -> int:
         return int(self._offsets[-1])

@@ -1,4 +1,4 @@
-"""Reading THINGS-EEG2's ``image_metadata.npy``: which image each EEG row shows.
+"""Reading THINGS-EEG2's ``image_metadata.npy`` (which image each EEG row shows) and checking the images it lists.
 
 The file is a dict of six lists, concept folder, file name and THINGS concept per image, for the training
 and the test partition, in the official order (concept folders sorted, files sorted within a folder); see
@@ -91,8 +91,8 @@ def concept_label(folder: str) -> str:
 def read_image_metadata(image_dir: str | os.PathLike) -> ImageMetadata:
     """Read and validate ``image_metadata.npy`` from an image-set folder (or the file itself).
 
-    Checks the six keys, equal lengths per partition, ``NNNNN_name`` folder names, and that rows follow
-    the official order: concept folders sorted, files sorted within a folder.
+    Checks the six keys, equal lengths per partition, at least one image per partition, ``NNNNN_name`` folder
+    names, and that rows follow the official order: concept folders sorted, files sorted within a folder.
 
     Raises
     ------
@@ -122,7 +122,11 @@ def read_image_metadata(image_dir: str | os.PathLike) -> ImageMetadata:
         if len(set(lengths.values())) != 1:
             raise ThingsEEG2FormatError(f"{source}: {prefix} lists differ in length: {lengths}")
         concepts, files = lists[f"{prefix}_img_concepts"], lists[f"{prefix}_img_files"]
-        for concept in (concepts[0], concepts[-1]) if concepts else ():
+        if not concepts:
+            raise ThingsEEG2FormatError(
+                f"{source}: '{prefix}_img_concepts' is empty; the file lists no {prefix} images"
+            )
+        for concept in (concepts[0], concepts[-1]):
             if not re.match(r"^\d{5}_.+", concept):
                 raise ThingsEEG2FormatError(f"{source}: concept folder {concept!r} is not named NNNNN_name")
         order = list(zip(concepts, files))
@@ -141,3 +145,25 @@ def read_image_metadata(image_dir: str | os.PathLike) -> ImageMetadata:
         test_concepts_things=lists["test_img_concepts_THINGS"],
         path=path,
     )
+
+
+def check_image_file(path: str | os.PathLike) -> None:
+    """Decode an image file completely (not just its header); raise naming it when PIL cannot.
+
+    Raises
+    ------
+    ThingsEEG2FormatError
+        The file is not an image PIL can identify, or its data is truncated or corrupt.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except UnidentifiedImageError:
+        reason = "not an image file PIL can identify"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        reason = f"cannot be decoded: {error}"
+    else:
+        return
+    raise ThingsEEG2FormatError(f"{path}: {reason}; replace it with the file from the THINGS-EEG2 image set")

@@ -19,6 +19,9 @@ from ttdnet.data.things_eeg2 import ThingsEEG2FormatError
 
 
 EEG_KEYS = ("preprocessed_eeg_data", "ch_names", "times")
+DATA_AXES = ("image conditions", "repetitions", "channels", "time points")
+"""The four axes of ``preprocessed_eeg_data``, in order."""
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 NICE_EXTRA_TIMES = 50
 """The NICE/ATM 250 Hz files keep 300 ``times`` entries (-0.2 ... 0.996 s) for 250 data samples."""
 
@@ -66,7 +69,8 @@ def sampling_rate_from_times(times: np.ndarray, source: str) -> float:
     if not np.all(steps > 0):
         raise ThingsEEG2FormatError(f"{source}: 'times' is not strictly increasing")
     step = float(np.median(steps))
-    if not np.allclose(steps, step, rtol=1e-6, atol=1e-9):
+    # Within a microsecond counts as even: float32 times (rounding about 6e-8 s near 1 s) are accepted.
+    if not np.allclose(steps, step, rtol=1e-6, atol=1e-6):
         raise ThingsEEG2FormatError(
             f"{source}: 'times' is not evenly spaced (steps from {steps.min():.6g} to {steps.max():.6g} s)"
         )
@@ -91,17 +95,54 @@ def check_channel_names(ch_names: list[str] | tuple[str, ...], source: str) -> t
     return tuple(ch_names)
 
 
-def _check_finite(data: np.ndarray, source: str, chunk: int = 256) -> None:
-    for start in range(0, data.shape[0], chunk):
-        block = data[start : start + chunk]
-        finite = np.isfinite(block)
-        if not finite.all():
-            bad = np.argwhere(~finite)[0]
-            index = (start + int(bad[0]), *map(int, bad[1:]))
+def _check_float32_finite(data: np.ndarray, source: str, block_elements: int = 2**22) -> None:
+    """Raise at the first value that is NaN or infinite, or that becomes infinite in float32.
+
+    The cache and every model hold the EEG as float32, so a value beyond its range (about ±3.4e38) would
+    turn into ``inf`` there although it is finite in the file's float64.
+
+    Parameters
+    ----------
+    data : numpy.ndarray, shape (n_conditions, n_repetitions, n_chans, n_times)
+    source : str
+        File name for the error message.
+    block_elements : int
+        Values converted per step (bounds the float32 copy held in memory).
+    """
+    rows = max(1, block_elements // max(1, int(np.prod(data.shape[1:]))))
+    for start in range(0, data.shape[0], rows):
+        block = data[start : start + rows]
+        with np.errstate(over="ignore"):
+            finite = np.isfinite(block.astype(np.float32))
+        if finite.all():
+            continue
+        bad = np.argwhere(~finite)[0]
+        index = (start + int(bad[0]), *map(int, bad[1:]))
+        value = block[tuple(bad)]
+        where = f"at index {index} (condition, repetition, channel, time)"
+        if np.isfinite(value):
             raise ThingsEEG2FormatError(
-                f"{source}: non-finite value {block[tuple(bad)]} at index {index} "
-                f"(condition, repetition, channel, time); the file is corrupt or was written from failed processing"
+                f"{source}: value {value:g} {where} is beyond the float32 range (±{FLOAT32_MAX:.4g}) that the "
+                "cache and the models compute in; the file is corrupt"
             )
+        raise ThingsEEG2FormatError(
+            f"{source}: non-finite value {value} {where}; the file is corrupt or was written from failed processing"
+        )
+
+
+def _read_times(value: object, source: str) -> np.ndarray:
+    """``times`` as float64; raises unless it holds real numbers."""
+    try:
+        times = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise ThingsEEG2FormatError(f"{source}: 'times' is not an array of numbers ({error})") from None
+    if times.dtype.kind not in "iuf":
+        example = times.ravel()[:1].tolist()
+        raise ThingsEEG2FormatError(
+            f"{source}: 'times' must be numbers (seconds relative to stimulus onset), got "
+            + (f"{type(example[0]).__name__} values such as {example[0]!r}" if example else f"dtype {times.dtype}")
+        )
+    return times.astype(np.float64)
 
 
 def validate_eeg_dict(contents: object, source: str, container: Literal["npy", "pickle"]) -> PreprocessedEEG:
@@ -135,8 +176,13 @@ def validate_eeg_dict(contents: object, source: str, container: Literal["npy", "
         )
     if data.ndim != 4:
         raise ThingsEEG2FormatError(
-            f"{source}: 'preprocessed_eeg_data' has shape {data.shape}; expected 4 axes "
-            "(image conditions, repetitions, channels, time points)"
+            f"{source}: 'preprocessed_eeg_data' has shape {data.shape}; expected 4 axes ({', '.join(DATA_AXES)})"
+        )
+    empty = [f"no {name} (axis {axis} is empty)" for axis, name in enumerate(DATA_AXES) if data.shape[axis] == 0]
+    if empty:
+        raise ThingsEEG2FormatError(
+            f"{source}: 'preprocessed_eeg_data' has shape {data.shape}, with {' and '.join(empty)}; a file needs at "
+            "least one image condition, repetition, channel and time point"
         )
     ch_names = list(contents["ch_names"]) if isinstance(contents["ch_names"], list | tuple | np.ndarray) else None
     if ch_names is None:
@@ -148,7 +194,7 @@ def validate_eeg_dict(contents: object, source: str, container: Literal["npy", "
             f"has {data.shape[2]}"
         )
     check_channel_names(ch_names, source)
-    times = np.asarray(contents["times"], dtype=np.float64)
+    times = _read_times(contents["times"], source)
     n_times = data.shape[3]
     variant: Literal["official", "nice"] = "official"
     if times.ndim == 1 and times.size == n_times + NICE_EXTRA_TIMES:
@@ -160,7 +206,7 @@ def validate_eeg_dict(contents: object, source: str, container: Literal["npy", "
             f" (the NICE format has exactly {NICE_EXTRA_TIMES} more)"
         )
     sfreq = sampling_rate_from_times(times, source)
-    _check_finite(data, source)
+    _check_float32_finite(data, source)
     return PreprocessedEEG(
         data=data,
         ch_names=tuple(ch_names),
@@ -187,7 +233,8 @@ def read_preprocessed_eeg(path: str | os.PathLike) -> PreprocessedEEG:
     Raises
     ------
     ThingsEEG2FormatError
-        Missing file, wrong keys, shapes, channel names or time axis, or non-finite values.
+        Missing file, wrong keys, shapes (an empty axis included), channel names or time axis (``times`` not
+        numbers included), or values that are NaN, infinite or beyond the float32 range.
     ttdnet.data.safe_pickle.UnsafePickleError
         The file's pickle references code outside numpy array reconstruction.
     """

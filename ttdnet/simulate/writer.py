@@ -24,7 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import ttdnet
-from ttdnet.config import config_to_dict, save_config
+from ttdnet.config import check_option_ranges, config_to_dict, save_config
 from ttdnet.data.channels import POSTERIOR_17_CHANNELS, RAW_63_CHANNELS
 from ttdnet.errors import TtdnetError
 from ttdnet.io import atomic_np_save, atomic_write_bytes, atomic_write_json
@@ -88,26 +88,16 @@ class SimulationSummary:
 
 
 def _validate(config: Any) -> None:
-    positive = ("n_subjects", "n_train_concepts", "images_per_concept", "n_test_images", "train_repetitions")
-    for name in (*positive, "test_repetitions"):
-        if getattr(config, name) < 1:
-            raise TtdnetError(f"{name} is {getattr(config, name)}; it must be at least 1")
-    if config.n_subjects > 99:
-        raise TtdnetError(f"n_subjects is {config.n_subjects}; folder names sub-XX allow at most 99")
-    if config.images_per_concept > 99:
-        raise TtdnetError(f"images_per_concept is {config.images_per_concept}; THINGS file numbers allow at most 99")
+    """The checks a config built in code (not parsed) also needs: its ranges, then what no range can say."""
+    check_option_ranges(config)
     if config.n_chans not in (17, 63):
         raise TtdnetError(f"n_chans is {config.n_chans}; choose 17 (posterior, official) or 63 (all, raw order)")
-    if not config.snr > 0:
-        raise TtdnetError(f"snr is {config.snr}; it must be positive")
     if config.raw and (config.train_repetitions % 2 or config.test_repetitions % 4):
         raise TtdnetError(
             f"--raw needs train_repetitions divisible by 2 (got {config.train_repetitions}) and test_repetitions "
             f"by 4 (got {config.test_repetitions}): each training image is split over 2 sessions, each test image "
             "over 4"
         )
-    if config.image_size < 16:
-        raise TtdnetError(f"image_size is {config.image_size}; use at least 16 pixels")
 
 
 def _render_partition(
