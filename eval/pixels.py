@@ -183,8 +183,8 @@ class _PairKernel:
 
 _PAIR_KERNEL = _PairKernel()
 
-COMPILE_MIN_PIXEL_PAIRS = 2_000_000_000
-"""Pairs × pixels from which :func:`ssim_matrix` compiles its kernel (about 2,500 pairs at 3 × 512²)."""
+COMPILE_MIN_PIXEL_PAIRS = 500_000_000
+"""Pairs × pixels from which :func:`ssim_matrix` compiles its kernel (about 640 pairs at 3 × 512²)."""
 
 
 def _check(images: torch.Tensor, settings: SsimSettings) -> None:
@@ -277,10 +277,11 @@ rather than a correlation of rounding noise.
 
 def _unit_centred(rows: torch.Tensor) -> torch.Tensor:
     """Float64 rows centred and scaled to unit norm; NaN rows for constant ones (:data:`CONSTANT_RMS`)."""
-    centred = rows - rows.mean(dim=1, keepdim=True)
-    norms = centred.norm(dim=1, keepdim=True)
-    constant = norms <= CONSTANT_RMS * rows.shape[1] ** 0.5
-    return torch.where(constant, torch.full_like(centred, float("nan")), centred / norms)
+    unit = rows - rows.mean(dim=1, keepdim=True)
+    norms = unit.norm(dim=1, keepdim=True)
+    unit /= norms
+    unit[norms[:, 0] <= CONSTANT_RMS * rows.shape[1] ** 0.5] = float("nan")
+    return unit
 
 
 def pearson_pairs(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
