@@ -147,9 +147,7 @@ def evaluate(
     if random_weights:
         document["warning"] = "backbones with random weights: timing run only, the values are meaningless"
     markdown, html = render_markdown(document), render_html(document, pairs, grid_trials=config.grid_trials)
-    written = EVALUATION_OUTPUTS.write(config.output_dir, document, config, markdown, html)
-    keys = {"config.yaml": "config", "report.md": "markdown", "report.html": "html", "metrics.json": "metrics"}
-    return {keys[name]: path for name, path in written.items()}, document
+    return EVALUATION_OUTPUTS.write(config.output_dir, document, config, markdown, html), document
 
 
 __all__ = ["evaluate", "load_backbones", "needed_backbones", "suite_settings"]

@@ -119,7 +119,7 @@ class OutputSet:
         Returns
         -------
         dict of str to pathlib.Path
-            By file name.
+            ``config``, ``markdown``, ``html``, and the document's stem (``metrics`` for ``metrics.json``).
 
         Raises
         ------
@@ -144,4 +144,9 @@ class OutputSet:
                 os.replace(staging / name, output_dir / name)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return {name: output_dir / name for name in self.files}
+        return {
+            "config": output_dir / "config.yaml",
+            "markdown": output_dir / self.markdown,
+            "html": output_dir / self.html,
+            Path(self.document).stem: output_dir / self.document,
+        }

@@ -237,6 +237,4 @@ def write_summary(output_dir: str | os.PathLike, document: dict, config) -> dict
     dict
         ``summary``, ``markdown``, ``html`` and ``config`` paths.
     """
-    written = SUMMARY_OUTPUTS.write(output_dir, document, config, render_markdown(document), render_html(document))
-    keys = {"config.yaml": "config", "summary.md": "markdown", "summary.html": "html", "summary.json": "summary"}
-    return {keys[name]: path for name, path in written.items()}
+    return SUMMARY_OUTPUTS.write(output_dir, document, config, render_markdown(document), render_html(document))
