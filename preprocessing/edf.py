@@ -4,7 +4,7 @@ Per recording: read with MNE, standardise channel names, pick the target channel
 reported), high-/low-pass (MNE FIR, zero phase) at the original rate, resample, cut fixed windows with
 :class:`mne.Epochs` (``reject_by_annotation=True``: windows overlapping a ``BAD...`` annotation are dropped),
 normalise, baseline each window. :mod:`ttdnet.preprocessing.edf_corpus` runs this over a folder and writes the
-windows to :class:`ttdnet.data.eeg_windows.EEGWindowWriter` shards.
+windows to :class:`ttdnet.data.eeg_window_writer.EEGWindowWriter` shards.
 
 **Normalisation (default ``whiten``).** The THINGS-EEG2 data the encoder later sees is MVNN-whitened: its noise
 covariance across channels is the identity, so each channel has about unit variance and channels are

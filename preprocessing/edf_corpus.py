@@ -1,7 +1,7 @@
 """The ``ttdnet preprocess edf`` driver: every recording under a folder into one window corpus, resumably.
 
 Recordings are found recursively, processed one by one (:func:`ttdnet.preprocessing.edf.process_recording`) and
-appended to :class:`ttdnet.data.eeg_windows.EEGWindowWriter` shards; unusable ones are recorded in the index as
+appended to :class:`ttdnet.data.eeg_window_writer.EEGWindowWriter` shards; unusable ones are recorded in the index as
 ``skipped`` (a deliberate option, e.g. ``--missing_channels skip``) or ``failed`` (to be fixed). A run after which
 the corpus holds no window is an error.
 """
@@ -14,7 +14,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ttdnet.config import check_option_ranges, config_to_dict, save_config
-from ttdnet.data.eeg_windows import INDEX_NAME, EEGWindowWriter
+from ttdnet.data.eeg_window_writer import EEGWindowWriter
+from ttdnet.data.eeg_windows import INDEX_NAME
 from ttdnet.preprocessing.common import PreprocessingError, package_versions, resolve_channels
 from ttdnet.preprocessing.edf import BadRecording, SkipRecording, process_recording, window_samples
 

@@ -120,11 +120,12 @@ def train(config) -> dict:
     from ttdnet.config import config_to_dict
     from ttdnet.data.cache import default_cache_dir
     from ttdnet.io import atomic_write_json
+    from ttdnet.stages.accelerator_setup import create_accelerator, on_main_process
     from ttdnet.stages.latent_cache import LatentCache, build_latent_cache
     from ttdnet.stages.run_folder import MAY_CHANGE_ON_RESUME, open_run_folder
     from ttdnet.stages.selection import BestOnValidation
     from ttdnet.stages.training_logs import init_trackers
-    from ttdnet.stages.training_loop import TrainingLoop, create_accelerator, on_main_process
+    from ttdnet.stages.training_loop import TrainingLoop
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     if config.dataset_root is None:

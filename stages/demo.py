@@ -15,7 +15,6 @@ after one that ran. ``--fresh`` deletes the demo folder first.
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import shutil
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from ttdnet.command import Command
 from ttdnet.errors import ConfigError, TtdnetError
+from ttdnet.hashing import sha256_text
 
 
 STATE_NAME = "demo_state.json"
@@ -208,7 +208,7 @@ def step_arguments(step: DemoStep, out: Path, config_dir: Path, extra: list[str]
 def fingerprint(step: DemoStep, arguments: list[str], config_dir: Path) -> str:
     """What the step is asked to do: its command, arguments and the contents of its YAML file."""
     text = json.dumps([step.command, arguments, (config_dir / step.config_file).read_text(encoding="utf-8")])
-    return hashlib.sha256(text.encode()).hexdigest()
+    return sha256_text(text)
 
 
 def run_command(name: str, arguments: list[str]) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from ttdnet.errors import TtdnetError
+from ttdnet.hashing import sha256_text
 from ttdnet.models.fingerprint import state_fingerprint
 
 
@@ -40,12 +41,12 @@ def latent_settings(vae, resolution: int, random_flip: bool, paths: list[str]) -
         "format": CACHE_FORMAT,
         "version": 1,
         "vae_class": type(vae).__name__,
-        "vae_config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest(),
+        "vae_config_sha256": sha256_text(json.dumps(config, sort_keys=True, default=str)),
         "vae_weights_sha256": state_fingerprint(vae),
         "resolution": resolution,
         "random_flip": random_flip,
         "crop": "shorter side resized (bicubic) to the resolution, centre crop",
-        "images_sha256": hashlib.sha256("\n".join(paths).encode()).hexdigest(),
+        "images_sha256": sha256_text("\n".join(paths)),
         "n_images": len(paths),
     }
 

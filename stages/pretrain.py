@@ -8,7 +8,6 @@ loop with gradient accumulation and clipping, validate and checkpoint, write the
 
 import argparse
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -209,11 +208,12 @@ def train(config: PretrainConfig) -> dict:
     from ttdnet.config import config_to_dict
     from ttdnet.errors import ConfigError, TtdnetError
     from ttdnet.io import atomic_write_json
+    from ttdnet.stages.accelerator_setup import create_accelerator
     from ttdnet.stages.pretrain_data import IndexedWindows, build_datasets
     from ttdnet.stages.run_folder import MAY_CHANGE_ON_RESUME, open_run_folder
     from ttdnet.stages.selection import BestOnValidation
     from ttdnet.stages.training_logs import init_trackers
-    from ttdnet.stages.training_loop import TrainingLoop, create_accelerator
+    from ttdnet.stages.training_loop import TrainingLoop
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     may_change = set(MAY_CHANGE_ON_RESUME)
@@ -321,11 +321,9 @@ def train(config: PretrainConfig) -> dict:
 
 
 def run(config: PretrainConfig, namespace: argparse.Namespace) -> int:
-    from accelerate import PartialState
+    from ttdnet.stages.accelerator_setup import print_json_on_main_process
 
-    summary = train(config)
-    if PartialState().is_main_process:
-        print(json.dumps(summary, indent=2))
+    print_json_on_main_process(train(config))
     return 0
 
 

@@ -6,7 +6,6 @@ decides whether a cached file can be reused, extracts the features chunk by chun
 """
 
 import dataclasses
-import hashlib
 import logging
 import re
 import shutil
@@ -16,6 +15,7 @@ import torch
 
 from ttdnet.devices import resolve_device
 from ttdnet.errors import TtdnetError
+from ttdnet.hashing import sha256_text
 from ttdnet.io import remove_stale_temporaries
 from ttdnet.stages.chunked_cache import ChunkSizeError, check_saved_chunks, compute_in_chunks, open_partial_dir
 from ttdnet.stages.feature_file import SPLITS, FeatureFile, FeatureFileError, read_feature_file, write_feature_file
@@ -47,7 +47,7 @@ class ImageFolderList(torch.utils.data.Dataset):
 
 def image_list_digest(paths: list[str]) -> str:
     """SHA-256 of the newline-joined relative paths (identifies the image list in the settings)."""
-    return hashlib.sha256("\n".join(paths).encode()).hexdigest()
+    return sha256_text("\n".join(paths))
 
 
 @dataclasses.dataclass(frozen=True)

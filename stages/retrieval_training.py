@@ -21,6 +21,7 @@ from ttdnet.data.things_eeg2 import subject_name, subject_number
 from ttdnet.errors import TtdnetError
 from ttdnet.io import atomic_write_json
 from ttdnet.models.fingerprint import state_fingerprint
+from ttdnet.stages.accelerator_setup import on_main_process
 from ttdnet.stages.checkpoints import CHECKPOINT_PATTERN, CheckpointError
 from ttdnet.stages.contrastive import gather_batch, info_nce, mmd_rbf, mmd_weight
 from ttdnet.stages.feature_file import FeatureFile, read_feature_file
@@ -36,7 +37,7 @@ from ttdnet.stages.retrieval_model import RetrievalModel
 from ttdnet.stages.retrieval_persistence import save_retrieval_model
 from ttdnet.stages.retrieval_reports import protocol_record, summarise, summarise_by_ratio, write_reports
 from ttdnet.stages.selection import BestOnValidation
-from ttdnet.stages.training_loop import TrainingLoop, freeze, on_main_process
+from ttdnet.stages.training_loop import TrainingLoop, freeze
 
 
 logger = logging.getLogger(__name__)
@@ -388,9 +389,9 @@ def train(config) -> dict:
 
     from ttdnet.config import config_to_dict
     from ttdnet.data import ThingsEEG2Layout
+    from ttdnet.stages.accelerator_setup import create_accelerator
     from ttdnet.stages.run_folder import MAY_CHANGE_ON_RESUME, open_run_folder
     from ttdnet.stages.training_logs import init_trackers
-    from ttdnet.stages.training_loop import create_accelerator
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     if config.dataset_root is None:

@@ -10,7 +10,6 @@ LoRA (or is fine-tuned in full, or kept frozen). See docs/stage_b.md.
 
 import argparse
 import dataclasses
-import json
 from typing import ClassVar, Literal
 
 from ttdnet.command import Command
@@ -234,18 +233,18 @@ class BridgeConfig:
     overwrite: bool = dataclasses.field(
         default=False, metadata={"help": "delete the contents of a previous run in output_dir and start again"}
     )
-    report_to: str = dataclasses.field(default="tensorboard", metadata={"help": "tensorboard, wandb, all or none"})
+    report_to: str = dataclasses.field(
+        default="tensorboard",
+        metadata={"help": "tensorboard, wandb (offline without your own W&B login or WANDB_MODE), all or none"},
+    )
     logging_dir: str = dataclasses.field(default="logs", metadata={"help": "tracker folder inside output_dir"})
 
 
 def run(config: BridgeConfig, namespace: argparse.Namespace) -> int:
-    from accelerate import PartialState
-
+    from ttdnet.stages.accelerator_setup import print_json_on_main_process
     from ttdnet.stages.bridge_training import train
 
-    summary = train(config)
-    if PartialState().is_main_process:
-        print(json.dumps(summary, indent=2))
+    print_json_on_main_process(train(config))
     return 0
 
 

@@ -22,7 +22,6 @@ finished fold is reused on resume).
 
 import argparse
 import dataclasses
-import json
 from typing import ClassVar, Literal
 
 from ttdnet.command import Command
@@ -244,18 +243,18 @@ class RetrievalConfig:
     overwrite: bool = dataclasses.field(
         default=False, metadata={"help": "delete the contents of a previous run in output_dir and start again"}
     )
-    report_to: str = dataclasses.field(default="tensorboard", metadata={"help": "tensorboard, wandb, all or none"})
+    report_to: str = dataclasses.field(
+        default="tensorboard",
+        metadata={"help": "tensorboard, wandb (offline without your own W&B login or WANDB_MODE), all or none"},
+    )
     logging_dir: str = dataclasses.field(default="logs", metadata={"help": "tracker folder inside output_dir"})
 
 
 def run(config: RetrievalConfig, namespace: argparse.Namespace) -> int:
-    from accelerate import PartialState
-
+    from ttdnet.stages.accelerator_setup import print_json_on_main_process
     from ttdnet.stages.retrieval_training import train
 
-    results = train(config)
-    if PartialState().is_main_process:
-        print(json.dumps(results["summary"], indent=2))
+    print_json_on_main_process(train(config)["summary"])
     return 0
 
 

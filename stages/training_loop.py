@@ -2,8 +2,8 @@
 
 The shape is that of the diffusers training examples, written once:
 
-1. :func:`create_accelerator` builds the ``Accelerator`` (trackers, project folders, seedable sampler), refuses
-   a launch whose environment announces more processes than accelerate sees, and logs the world size.
+1. :func:`ttdnet.stages.accelerator_setup.create_accelerator` builds the ``Accelerator`` (trackers, project
+   folders, seedable sampler) and checks the world size.
 2. :class:`TrainingLoop` prepares the training loader **first**, so the step arithmetic comes from the sharded
    loader (:class:`StepPlan`): steps per epoch, ``max_train_steps`` when it is derived from epochs, and an LR
    scheduler sized to reach its end exactly at the last optimizer step. accelerate steps a prepared scheduler
@@ -34,7 +34,7 @@ from torch import nn
 from ttdnet.errors import TtdnetError
 from ttdnet.stages.checkpoints import CheckpointError, resolve_checkpoint, save_checkpoint, verify_checkpoint
 from ttdnet.stages.selection import BestOnValidation
-from ttdnet.stages.training_logs import MetricsCSV, tracker_setup
+from ttdnet.stages.training_logs import MetricsCSV
 
 
 logger = logging.getLogger(__name__)
@@ -72,65 +72,6 @@ def freeze(module: nn.Module) -> nn.Module:
 
     module.train = stay_in_eval
     return module.eval()
-
-
-def create_accelerator(config, gradient_accumulation_steps: int = 1, find_unused_parameters: bool = False):
-    """The ``Accelerator`` of a training run, with its world size checked and logged.
-
-    Parameters
-    ----------
-    config : dataclass instance
-        A training config (``output_dir``, ``logging_dir``, ``report_to``, ``mixed_precision``, ``seed``).
-    gradient_accumulation_steps : int
-    find_unused_parameters : bool
-        For DDP: parameters that some steps do not use (as diffusers' SDXL LoRA example sets it).
-
-    Raises
-    ------
-    TtdnetError
-        ``WORLD_SIZE`` says several processes but accelerate sees fewer: each process would train on its own
-        and write into the same folder (plain ``torchrun`` on a CPU machine does this).
-    """
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs, ProjectConfiguration
-
-    output_dir = Path(config.output_dir)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=gradient_accumulation_steps,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
-        mixed_precision=config.mixed_precision,
-        log_with=tracker_setup(config.report_to),
-        project_config=ProjectConfiguration(
-            project_dir=str(output_dir), logging_dir=str(output_dir / config.logging_dir)
-        ),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
-    )
-    declared = int(os.environ.get("WORLD_SIZE", "1"))
-    if declared != accelerator.num_processes:
-        raise TtdnetError(
-            f"the launcher started {declared} processes (WORLD_SIZE={declared}) but accelerate sees "
-            f"{accelerator.num_processes}, so each would train alone into {output_dir}. On CPU machines launch with "
-            f"`ACCELERATE_USE_CPU=1 torchrun --nproc_per_node {declared} -m ttdnet ...`; on GPUs use "
-            "`accelerate launch -m ttdnet ...`"
-        )
-    if accelerator.is_main_process:
-        logger.info(
-            f"world size {accelerator.num_processes} ({accelerator.distributed_type.value}), device "
-            f"{accelerator.device}, mixed precision {accelerator.mixed_precision}"
-        )
-    if accelerator.device.type == "cpu" and accelerator.mixed_precision == "bf16" and accelerator.is_main_process:
-        logger.warning("bf16 autocast on the CPU can be many times slower than fp32; measure before keeping it")
-    return accelerator
-
-
-def on_main_process(accelerator, function: Callable[[], Any]) -> Any:
-    """Run ``function`` on the main process only and give every process its (picklable) result."""
-    from accelerate.utils import broadcast_object_list
-
-    result = [function() if accelerator.is_main_process else None]
-    if accelerator.num_processes > 1:
-        broadcast_object_list(result, from_process=0)
-    return result[0]
 
 
 @dataclasses.dataclass(frozen=True)

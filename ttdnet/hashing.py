@@ -1,4 +1,4 @@
-"""SHA-256 digests streamed over chunks of bytes: a file (whole or its first bytes) or any sequence of buffers."""
+"""SHA-256 digests: of text, of a file (whole or its first bytes) streamed, or of any sequence of buffers."""
 
 import hashlib
 import os
@@ -26,6 +26,11 @@ def sha256_chunks(chunks: Iterable[bytes]) -> str:
     for chunk in chunks:
         digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """Hex SHA-256 of ``text`` encoded as UTF-8 (identities of settings, image lists, configs)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def file_chunks(path: str | os.PathLike, limit: int | None = None) -> Iterator[bytes]:

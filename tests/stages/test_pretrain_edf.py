@@ -5,7 +5,8 @@ import pytest
 
 from ttdnet.cli import main
 from ttdnet.data.channels import POSTERIOR_17_CHANNELS
-from ttdnet.data.eeg_windows import EEGWindowCorpus, EEGWindowDataset, EEGWindowWriter, split_by_recording
+from ttdnet.data.eeg_window_writer import EEGWindowWriter
+from ttdnet.data.eeg_windows import EEGWindowCorpus, EEGWindowDataset, split_by_recording
 
 
 def write_corpus(root, sfreq=100.0, n_times=100, recordings=(6, 4, 5, 3), ch_names=POSTERIOR_17_CHANNELS):

@@ -9,8 +9,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ttdnet.errors import TtdnetError
+from ttdnet.stages.accelerator_setup import create_accelerator
 from ttdnet.stages.selection import BestOnValidation
-from ttdnet.stages.training_loop import StepPlan, TrainingLoop, create_accelerator, freeze, step_seed
+from ttdnet.stages.training_loop import StepPlan, TrainingLoop, freeze, step_seed
 
 
 @dataclasses.dataclass
