@@ -152,7 +152,9 @@ def _ssim_of_pairs(x, mean_x, var_x, y, mean_y, var_y, taps, c1, c2, cov_norm):
     covariance = cov_norm * (window_filter(x * y, taps) - product)
     numerator = (2 * product + c1) * (2 * covariance + c2)
     denominator = (mean_x * mean_x + mean_y * mean_y + c1) * (var_x + var_y + c2)
-    return (numerator / denominator).flatten(1).mean(dim=1)
+    # Reduced over the map's own axes: flattening the cropped (non-contiguous) map first would index it by
+    # division and remainder, which the compiler cannot vectorise (1.5x slower fused).
+    return (numerator / denominator).mean(dim=(1, 2, 3))
 
 
 class _PairKernel:
@@ -183,8 +185,12 @@ class _PairKernel:
 
 _PAIR_KERNEL = _PairKernel()
 
-COMPILE_MIN_PIXEL_PAIRS = 500_000_000
-"""Pairs × pixels from which :func:`ssim_matrix` compiles its kernel (about 640 pairs at 3 × 512²)."""
+COMPILE_MIN_PIXEL_PAIRS = 4_000_000_000
+"""Pairs × pixels from which :func:`ssim_matrix` compiles its kernel (about 5,000 pairs at 3 × 512²).
+
+On 2 CPU cores a first compilation takes about 15 s and saves about 2.5 ms a pair at 3 × 512², so it pays
+from a few thousand pairs (``benchmarks/eval.py`` prints both paths).
+"""
 
 
 def _check(images: torch.Tensor, settings: SsimSettings) -> None:
@@ -225,7 +231,7 @@ def ssim_matrix(
     rec: torch.Tensor | SsimStatistics,
     gt: torch.Tensor | SsimStatistics,
     settings: SsimSettings,
-    chunk: int = 8,
+    chunk: int | None = None,
     compiled: bool | None = None,
 ) -> torch.Tensor:
     """SSIM of every reconstruction against every ground truth.
@@ -237,8 +243,9 @@ def ssim_matrix(
     gt : torch.Tensor or SsimStatistics
         ``(N, C, H, W)``; pass the statistics to reuse them across calls (they are the per-image work).
     settings : SsimSettings
-    chunk : int
-        Ground truths compared with one reconstruction per kernel call.
+    chunk : int, optional
+        Ground truths compared with one reconstruction per kernel call. Default 1 on a CPU, where one pair's
+        intermediate maps stay in cache (several times faster than 8 at 512²), 8 on other devices.
     compiled : bool, optional
         Run the fused kernel (see :class:`_PairKernel`); None decides by size (:data:`COMPILE_MIN_PIXEL_PAIRS`).
 
@@ -253,12 +260,16 @@ def ssim_matrix(
         compiled = len(rec) * len(gt) * rec.images[0].numel() >= COMPILE_MIN_PIXEL_PAIRS
     constants = _constants(settings)
     out = torch.empty(len(rec), len(gt), dtype=rec.images.dtype, device=rec.images.device)
+    if chunk is None:
+        chunk = 1 if rec.images.device.type == "cpu" else 8
     chunk = min(chunk, len(gt))
     for start in range(0, len(gt), chunk):
-        # The last chunk is padded to the full size so that the compiled kernel sees one shape.
-        index = torch.arange(start, start + chunk, device=gt.images.device).clamp_(max=len(gt) - 1)
-        y = SsimStatistics(gt.images[index], gt.mean[index], gt.variance[index])
         stop = min(start + chunk, len(gt))
+        if stop - start == chunk:
+            y = gt.rows(slice(start, stop))
+        else:  # the last chunk is padded to the full size so that the compiled kernel sees one shape
+            index = torch.arange(start, start + chunk, device=gt.images.device).clamp_(max=len(gt) - 1)
+            y = SsimStatistics(gt.images[index], gt.mean[index], gt.variance[index])
         for b in range(len(rec)):
             x = rec.rows(slice(b, b + 1))
             scores = _PAIR_KERNEL(compiled, x.images, x.mean, x.variance, y.images, y.mean, y.variance, *constants)
@@ -300,10 +311,65 @@ def pearson_pairs(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (_unit_centred(x.flatten(1).double()) * _unit_centred(y.flatten(1).double())).sum(dim=1)
 
 
+SLICE_WIDTH = 16_384
+"""Columns converted to float64 at a time by the matrix functions below.
+
+Converting a (N, D) float32 matrix to float64 whole, once per batch of reconstructions, costs more than the
+products; a slice of N × 16,384 values is converted, used and dropped (about 4x faster at D = 2.65M).
+"""
+
+
+def _float64_gram(
+    a: torch.Tensor, b: torch.Tensor, shift_a: torch.Tensor | None, shift_b: torch.Tensor | None, width: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(a − shift_a)·(b − shift_b)ᵀ`` and both sides' squared row norms, in float64, a slice of columns at a time.
+
+    Parameters
+    ----------
+    a, b : torch.Tensor
+        ``(B, D)`` and ``(N, D)``.
+    shift_a, shift_b : torch.Tensor or None
+        float64 ``(B,)`` and ``(N,)``: subtracted from each row (its mean, for Pearson r), or nothing.
+    width : int
+        Columns per slice.
+
+    Returns
+    -------
+    gram : torch.Tensor
+        float64 ``(B, N)``.
+    a_sq, b_sq : torch.Tensor
+        float64 ``(B,)`` and ``(N,)``: ``‖a_i − shift_a_i‖²`` and ``‖b_j − shift_b_j‖²``.
+    """
+    gram = torch.zeros(len(a), len(b), dtype=torch.float64, device=a.device)
+    a_sq = torch.zeros(len(a), dtype=torch.float64, device=a.device)
+    b_sq = torch.zeros(len(b), dtype=torch.float64, device=a.device)
+    for start in range(0, a.shape[1], width):
+        x = a[:, start : start + width].double()
+        y = b[:, start : start + width].double()
+        if shift_a is not None:
+            x -= shift_a[:, None]
+            y -= shift_b[:, None]
+        gram += x @ y.T
+        a_sq += (x * x).sum(dim=1)
+        b_sq += (y * y).sum(dim=1)
+    return gram, a_sq, b_sq
+
+
+def _row_means(rows: torch.Tensor, width: int) -> torch.Tensor:
+    """float64 ``(B,)`` means of ``(B, D)`` rows, summed a slice of columns at a time."""
+    total = torch.zeros(len(rows), dtype=torch.float64, device=rows.device)
+    for start in range(0, rows.shape[1], width):
+        total += rows[:, start : start + width].double().sum(dim=1)
+    return total / rows.shape[1]
+
+
 def mse_and_pearson_matrices(
-    rec: torch.Tensor, gt: torch.Tensor, chunk: int = 16
+    rec: torch.Tensor, gt: torch.Tensor, width: int = SLICE_WIDTH
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean squared error and Pearson r of every reconstruction against every ground truth, in float64.
+
+    Both come from one product of mean-centred rows: with ``r_c = r − r̄`` and ``g_c = g − ḡ``,
+    ``Pearson = r_c·g_c / (‖r_c‖‖g_c‖)`` and ``MSE = (‖r_c‖² + ‖g_c‖² − 2 r_c·g_c) / D + (r̄ − ḡ)²``.
 
     Parameters
     ----------
@@ -311,37 +377,39 @@ def mse_and_pearson_matrices(
         ``(B, ...)``.
     gt : torch.Tensor
         ``(N, ...)`` with the same trailing shape.
-    chunk : int
-        Ground truths converted to float64 at a time.
+    width : int
+        Values per image converted to float64 at a time (:data:`SLICE_WIDTH`).
 
     Returns
     -------
     mse : torch.Tensor
         float64 ``(B, N)``: ``mean((rec_b − gt_n)²)``.
     pearson : torch.Tensor
-        float64 ``(B, N)``.
+        float64 ``(B, N)``; NaN where either image is constant (:data:`CONSTANT_RMS`).
     """
-    r = rec.flatten(1).double()
+    if rec.shape[1:] != gt.shape[1:]:
+        raise ValueError(
+            f"rec and gt must have the same shape per image, got {tuple(rec.shape[1:])} and {tuple(gt.shape[1:])}"
+        )
+    r, g = rec.flatten(1), gt.flatten(1)
     dim = r.shape[1]
-    r_sq = (r * r).sum(dim=1, keepdim=True)
-    r_unit = _unit_centred(r)
-    mse = torch.empty(len(r), len(gt), dtype=torch.float64, device=rec.device)
-    pearson = torch.empty_like(mse)
-    for start in range(0, len(gt), chunk):
-        g = gt[start : start + chunk].flatten(1).double()
-        if g.shape[1] != dim:
-            raise ValueError(
-                f"rec and gt must have the same shape per image, got {tuple(rec.shape[1:])} and {tuple(gt.shape[1:])}"
-            )
-        g_sq = (g * g).sum(dim=1)
-        mse[:, start : start + chunk] = ((r_sq + g_sq[None, :] - 2.0 * r @ g.T) / dim).clamp_(min=0.0)
-        pearson[:, start : start + chunk] = r_unit @ _unit_centred(g).T
+    r_mean, g_mean = _row_means(r, width), _row_means(g, width)
+    gram, r_sq, g_sq = _float64_gram(r, g, r_mean, g_mean, width)
+    mse = ((r_sq[:, None] + g_sq[None, :] - 2.0 * gram) / dim + (r_mean[:, None] - g_mean[None, :]) ** 2).clamp_(
+        min=0.0
+    )
+    r_norm, g_norm = r_sq.sqrt(), g_sq.sqrt()
+    pearson = gram / (r_norm[:, None] * g_norm[None, :])
+    constant = CONSTANT_RMS * dim**0.5
+    pearson[r_norm <= constant] = float("nan")
+    pearson[:, g_norm <= constant] = float("nan")
     return mse, pearson
 
 
-def squared_distance_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``‖a_i − b_j‖²`` for all rows in float64: ``(B, D)`` × ``(N, D)`` → ``(B, N)``."""
-    a = a.double()
-    b = b.double()
-    out = (a * a).sum(dim=1, keepdim=True) + (b * b).sum(dim=1)[None, :] - 2.0 * a @ b.T
-    return out.clamp_(min=0.0)
+def squared_distance_matrix(a: torch.Tensor, b: torch.Tensor, width: int = SLICE_WIDTH) -> torch.Tensor:
+    """``‖a_i − b_j‖²`` for all rows in float64: ``(B, D)`` × ``(N, D)`` → ``(B, N)``.
+
+    ``width`` values per row are converted to float64 at a time (:data:`SLICE_WIDTH`).
+    """
+    gram, a_sq, b_sq = _float64_gram(a, b, None, None, width)
+    return (a_sq[:, None] + b_sq[None, :] - 2.0 * gram).clamp_(min=0.0)
