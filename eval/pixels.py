@@ -107,34 +107,48 @@ def window_filter(x: torch.Tensor, taps: tuple[float, ...]) -> torch.Tensor:
 class SsimStatistics:
     """What SSIM needs of each image on its own, computed once per image whatever it is compared with.
 
+    Every local statistic is taken of the image minus its per-channel mean. SSIM is unchanged by that shift
+    (its local means are restored as ``centred_mean + image_mean``), but the variances and covariances lose
+    most of their float32 cancellation: at 512² the scores then agree with scikit-image's float64 to about
+    1e-7 instead of 2e-6.
+
     Attributes
     ----------
-    images : torch.Tensor
-        ``(B, C, H, W)``.
-    mean : torch.Tensor
-        ``(B, C, H − k + 1, W − k + 1)``: the window-filtered image.
+    centred : torch.Tensor
+        ``(B, C, H, W)``: the images minus ``image_mean``.
+    image_mean : torch.Tensor
+        ``(B, C, 1, 1)``: each channel's mean.
+    centred_mean : torch.Tensor
+        ``(B, C, H − k + 1, W − k + 1)``: the window-filtered ``centred``.
     variance : torch.Tensor
         Same shape: the window-filtered variance (times ``NP / (NP − 1)`` for the sample covariance).
     """
 
-    images: torch.Tensor
-    mean: torch.Tensor
+    centred: torch.Tensor
+    image_mean: torch.Tensor
+    centred_mean: torch.Tensor
     variance: torch.Tensor
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.centred)
 
-    def rows(self, index: slice) -> "SsimStatistics":
-        return SsimStatistics(self.images[index], self.mean[index], self.variance[index])
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The fields in order, as :func:`_ssim_of_pairs` takes them (no copies)."""
+        return self.centred, self.image_mean, self.centred_mean, self.variance
+
+    def rows(self, index: slice | torch.Tensor) -> "SsimStatistics":
+        return SsimStatistics(*(field[index] for field in self.tensors()))
 
 
 def ssim_statistics(images: torch.Tensor, settings: SsimSettings) -> SsimStatistics:
     """The per-image local means and variances of ``images`` (``(B, C, H, W)``, values in ``[0, data_range]``)."""
     _check(images, settings)
     taps = window_taps(settings)
-    mean = window_filter(images, taps)
-    variance = _cov_norm(settings) * (window_filter(images * images, taps) - mean * mean)
-    return SsimStatistics(images, mean, variance)
+    image_mean = images.mean(dim=(2, 3), keepdim=True)
+    centred = images - image_mean
+    centred_mean = window_filter(centred, taps)
+    variance = _cov_norm(settings) * (window_filter(centred * centred, taps) - centred_mean * centred_mean)
+    return SsimStatistics(centred, image_mean, centred_mean, variance)
 
 
 def _cov_norm(settings: SsimSettings) -> float:
@@ -142,19 +156,20 @@ def _cov_norm(settings: SsimSettings) -> float:
     return n / (n - 1) if settings.use_sample_covariance else 1.0
 
 
-def _ssim_of_pairs(x, mean_x, var_x, y, mean_y, var_y, taps, c1, c2, cov_norm):
-    """Mean SSIM of ``x`` (``(1 or B, C, H, W)``) against each of ``y`` (``(B, C, H, W)``), broadcast: ``(B,)``.
+def _ssim_of_pairs(x, x_mean, x_local, var_x, y, y_mean, y_local, var_y, taps, c1, c2, cov_norm):
+    """Mean SSIM of one image's statistics against each of another set's, broadcast: ``(B,)``.
 
-    Only the cross term ``window(x·y)`` depends on the pair; everything else comes from the per-image
-    statistics.
+    The arguments are the fields of two :class:`SsimStatistics` (``(1 or B, ...)`` each) and the
+    :func:`_constants`. Only the cross term ``window(x·y)`` depends on the pair.
     """
-    product = mean_x * mean_y
-    covariance = cov_norm * (window_filter(x * y, taps) - product)
-    numerator = (2 * product + c1) * (2 * covariance + c2)
+    mean_x, mean_y = x_local + x_mean, y_local + y_mean
+    covariance = cov_norm * (window_filter(x * y, taps) - x_local * y_local)
+    numerator = (2 * mean_x * mean_y + c1) * (2 * covariance + c2)
     denominator = (mean_x * mean_x + mean_y * mean_y + c1) * (var_x + var_y + c2)
-    # Reduced over the map's own axes: flattening the cropped (non-contiguous) map first would index it by
-    # division and remainder, which the compiler cannot vectorise (1.5x slower fused).
-    return (numerator / denominator).mean(dim=(1, 2, 3))
+    # Reduced over the map's own axes, rows and columns first: flattening the cropped (non-contiguous) map
+    # would index it by division and remainder, which the compiler cannot vectorise, and one reduction over
+    # channels, rows and columns at once is not fused with the arithmetic (each 1.5x slower compiled).
+    return (numerator / denominator).mean(dim=(2, 3)).mean(dim=1)
 
 
 class _PairKernel:
@@ -224,7 +239,7 @@ def ssim_pairs(x: torch.Tensor, y: torch.Tensor, settings: SsimSettings) -> torc
         ``(B,)``: mean SSIM over the cropped map and the channels (skimage ``channel_axis`` semantics).
     """
     a, b = ssim_statistics(x, settings), ssim_statistics(y, settings)
-    return _ssim_of_pairs(a.images, a.mean, a.variance, b.images, b.mean, b.variance, *_constants(settings))
+    return _ssim_of_pairs(*a.tensors(), *b.tensors(), *_constants(settings))
 
 
 def ssim_matrix(
@@ -257,22 +272,21 @@ def ssim_matrix(
     rec = rec if isinstance(rec, SsimStatistics) else ssim_statistics(rec, settings)
     gt = gt if isinstance(gt, SsimStatistics) else ssim_statistics(gt, settings)
     if compiled is None:
-        compiled = len(rec) * len(gt) * rec.images[0].numel() >= COMPILE_MIN_PIXEL_PAIRS
+        compiled = len(rec) * len(gt) * rec.centred[0].numel() >= COMPILE_MIN_PIXEL_PAIRS
     constants = _constants(settings)
-    out = torch.empty(len(rec), len(gt), dtype=rec.images.dtype, device=rec.images.device)
+    out = torch.empty(len(rec), len(gt), dtype=rec.centred.dtype, device=rec.centred.device)
     if chunk is None:
-        chunk = 1 if rec.images.device.type == "cpu" else 8
+        chunk = 1 if rec.centred.device.type == "cpu" else 8
     chunk = min(chunk, len(gt))
     for start in range(0, len(gt), chunk):
         stop = min(start + chunk, len(gt))
         if stop - start == chunk:
             y = gt.rows(slice(start, stop))
         else:  # the last chunk is padded to the full size so that the compiled kernel sees one shape
-            index = torch.arange(start, start + chunk, device=gt.images.device).clamp_(max=len(gt) - 1)
-            y = SsimStatistics(gt.images[index], gt.mean[index], gt.variance[index])
+            y = gt.rows(torch.arange(start, start + chunk, device=gt.centred.device).clamp_(max=len(gt) - 1))
         for b in range(len(rec)):
             x = rec.rows(slice(b, b + 1))
-            scores = _PAIR_KERNEL(compiled, x.images, x.mean, x.variance, y.images, y.mean, y.variance, *constants)
+            scores = _PAIR_KERNEL(compiled, *x.tensors(), *y.tensors(), *constants)
             out[b, start:stop] = scores[: stop - start]
     return out
 
