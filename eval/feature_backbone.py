@@ -59,8 +59,8 @@ class Backbone:
     def to(self, device: str | torch.device) -> "Backbone":
         """Move to ``device``; on a CPU the module and its input are held channels-last (NHWC).
 
-        oneDNN's NHWC convolutions are 1.3 to 1.7 times faster than NCHW on a CPU (Inception-v3, ResNet-50,
-        EfficientNet-B1 at batch 16; ``benchmarks/eval.py``), with the same outputs to rounding.
+        oneDNN's NHWC convolutions are faster than NCHW on a CPU, with the same outputs to rounding
+        (``benchmarks/eval.py``: Inception-v3 about 1.4 times; the others about the same).
         """
         self.device = torch.device(device)
         memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format

@@ -158,7 +158,7 @@ def test_a_resized_constant_image_has_an_undefined_correlation():
 
 
 def test_the_rgb_ssim_matrix_equals_skimage_at_the_evaluation_size():
-    """At 512² float32 cancellation in the local variances would cost about 2e-6; the centred statistics do not."""
+    """At 512² float32 cancellation in the local variances would cost about 2e-6; the shifted statistics do not."""
     rng = np.random.default_rng(9)
     smooth = F.interpolate(torch.from_numpy(rng.random((3, 3, 8, 8))).float(), size=(512, 512), mode="bicubic")
     noisy = (smooth[:2] + 0.08 * torch.from_numpy(rng.standard_normal((2, 3, 512, 512))).float()).clamp(0, 1)
