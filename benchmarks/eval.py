@@ -197,16 +197,15 @@ def main(argv: list[str] | None = None) -> int:
             versions["previous"] = import_previous(args.previous, tmp / "previous").__name__
         for n in args.n_pairs:
             gt_dir, rec_dir = make_images(tmp / f"n{n}", n, args.size, args.samples)
-            for row, metrics in zip(rows, tasks, strict=True):
+            for task, (row, metrics) in enumerate(zip(rows, tasks, strict=True)):
                 for version, package in versions.items():
                     if version == "previous" and "ssim_rgb" in metrics and n > args.previous_ssim_max_pairs:
                         continue
-                    out_dir = tmp / f"out-{version}-{n}-{len(row['runs'])}"
+                    out_dir = tmp / f"out-{version}-{n}-{task}"
                     result = timed_run(package, gt_dir, rec_dir, out_dir, metrics, args)
                     if version == "previous":
+                        now_dir = tmp / f"out-now-{n}-{task}"
                         result["max_abs_diff_from_now"] = largest_difference(now_dir, out_dir)
-                    if version == "now":
-                        now_dir = out_dir
                     row["runs"][f"{version}@{n}"] = result
                     gap = result.get("max_abs_diff_from_now")
                     print(f"N={n:4d} {version:8s} {row['metrics']:30s} evaluate {result['evaluate_s']:8.1f} s "
@@ -214,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                           + ("" if gap is None else f", per-trial scores differ from now by <= {gap:.1e}"),
                           flush=True)  # fmt: skip
             if "ssim_rgb" in args.metrics:
-                checks[f"ssim_rgb_vs_skimage@{n}"] = ssim_against_skimage(gt_dir, rec_dir, args.eval_size)
-                print(f"N={n:4d} pair-wise SSIM against scikit-image on 3 x 3 pairs: {checks[f'ssim_rgb_vs_skimage@{n}']}")
+                check = checks[f"ssim_rgb_vs_skimage@{n}"] = ssim_against_skimage(gt_dir, rec_dir, args.eval_size)
+                print(f"N={n:4d} pair-wise SSIM against scikit-image on 3 x 3 pairs: {check}")
     table = markdown_table(rows, args.n_pairs)
     print("\nSeconds per `evaluate` call (backbone building excluded):\n")
     print(table)
