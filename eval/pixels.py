@@ -302,12 +302,17 @@ rather than a correlation of rounding noise.
 """
 
 
+def _constant(centred_norms: torch.Tensor, dim: int) -> torch.Tensor:
+    """Which rows are constant (:data:`CONSTANT_RMS`), from the norms of the mean-centred ``dim``-value rows."""
+    return centred_norms <= CONSTANT_RMS * dim**0.5
+
+
 def _unit_centred(rows: torch.Tensor) -> torch.Tensor:
     """Float64 rows centred and scaled to unit norm; NaN rows for constant ones (:data:`CONSTANT_RMS`)."""
     unit = rows - rows.mean(dim=1, keepdim=True)
     norms = unit.norm(dim=1, keepdim=True)
     unit /= norms
-    unit[norms[:, 0] <= CONSTANT_RMS * rows.shape[1] ** 0.5] = float("nan")
+    unit[_constant(norms[:, 0], rows.shape[1])] = float("nan")
     return unit
 
 
@@ -416,9 +421,8 @@ def mse_and_pearson_matrices(
     )
     r_norm, g_norm = r_sq.sqrt(), g_sq.sqrt()
     pearson = gram / (r_norm[:, None] * g_norm[None, :])
-    constant = CONSTANT_RMS * dim**0.5
-    pearson[r_norm <= constant] = float("nan")
-    pearson[:, g_norm <= constant] = float("nan")
+    pearson[_constant(r_norm, dim)] = float("nan")
+    pearson[:, _constant(g_norm, dim)] = float("nan")
     return mse, pearson
 
 
